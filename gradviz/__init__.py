@@ -1,0 +1,57 @@
+"""gradviz: the chain rule you can run, see, prove and train.
+
+    import gradviz as gv
+    x, y, z = gv.vars("x y z")
+    f = (x + y) * z
+    r = gv.backprop(f, x=-2, y=5, z=-4)
+    r.value, r.grad(x), r.grad("z")        # -12.0, -4.0, 3.0
+
+Names are imported lazily, so `import gradviz` (and `gradviz --help`) stay fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # graph building
+    "Node": "gradviz.ir", "Graph": "gradviz.ir", "toposort": "gradviz.ir",
+    "var": "gradviz.ops", "vars": "gradviz.ops", "param": "gradviz.ops", "const": "gradviz.ops",
+    "add": "gradviz.ops", "sub": "gradviz.ops", "mul": "gradviz.ops", "div": "gradviz.ops",
+    "neg": "gradviz.ops", "exp": "gradviz.ops", "log": "gradviz.ops", "sqrt": "gradviz.ops",
+    "sin": "gradviz.ops", "cos": "gradviz.ops", "tanh": "gradviz.ops",
+    "sigmoid": "gradviz.ops", "relu": "gradviz.ops", "leaky_relu": "gradviz.ops",
+    "elu": "gradviz.ops", "step": "gradviz.ops", "sign": "gradviz.ops",
+    "maximum": "gradviz.ops", "minimum": "gradviz.ops", "sum": "gradviz.ops",
+    "mean": "gradviz.ops", "reshape": "gradviz.ops", "transpose": "gradviz.ops",
+    "broadcast_to": "gradviz.ops", "matmul": "gradviz.ops",
+    "parse": "gradviz.parse",
+    # running
+    "evaluate": "gradviz.interpret", "value": "gradviz.interpret",
+    "grad": "gradviz.autodiff", "backprop": "gradviz.autodiff", "adjoints": "gradviz.autodiff",
+    "Backprop": "gradviz.autodiff",
+    "numeric_grad": "gradviz.numeric", "NumericGradient": "gradviz.numeric",
+    # errors
+    "GradvizError": "gradviz.errors", "ParseError": "gradviz.errors",
+    "ShapeError": "gradviz.errors",
+}
+_RENAMED = {"abs": ("gradviz.ops", "abs_"), "power": ("gradviz.ops", "pow_")}
+
+__all__ = sorted([*_EXPORTS, *_RENAMED])
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _RENAMED:
+        module, attr = _RENAMED[name]
+        value = getattr(importlib.import_module(module), attr)
+    else:
+        raise AttributeError(f"module 'gradviz' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

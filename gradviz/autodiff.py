@@ -1,0 +1,172 @@
+"""Reverse-mode autodiff. The backward pass is a graph of the same primitives.
+
+`adjoints(output)` walks the forward graph in reverse topological order, asks each primitive's
+VJP rule for one gradient node per operand, and sums the contributions a node receives from its
+users with `add` (a reused value, such as `x` in `x*x`, gets one contribution per edge). The
+result can be evaluated, drawn, translated to SymPy, compiled, or differentiated again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from gradviz.errors import GradvizError
+from gradviz.interpret import bind, evaluate
+from gradviz.ir import Graph, Node, toposort
+from gradviz.ops import add, const
+from gradviz.rules import vjp_rules, zero_gradient
+
+VARIABLE_OPS = ("var", "param")
+
+
+@dataclass
+class Adjoints:
+    """The backward graph of one output.
+
+    `of[n]` is the node computing d output / d n, for every node `n` on a path from a variable
+    to the output. `edges[(user, i)]` is the contribution that flows into operand `i` of `user`
+    (upstream gradient times local derivative); `of[n]` is the sum of n's edge contributions.
+    """
+
+    output: Node
+    seed: Node
+    of: dict[Node, Node] = field(default_factory=dict)
+    edges: dict[tuple[Node, int], Node] = field(default_factory=dict)
+
+
+def _depends_on_variables(order: Sequence[Node]) -> set[Node]:
+    active: set[Node] = set()
+    for node in order:
+        if node.op in VARIABLE_OPS:
+            active.add(node)
+        elif node.op not in zero_gradient:
+            for s in node.src:
+                if s in active:
+                    active.add(node)
+                    break
+    return active
+
+
+def adjoints(output: Node, seed: Node | None = None) -> Adjoints:
+    """Build the backward graph of `output` (seeded with ones, or with `seed`)."""
+    if seed is None:
+        seed = const(np.ones(output.shape) if output.shape else 1.0, dtype=output.dtype)
+    elif seed.shape != output.shape:
+        raise GradvizError(f"seed shape {seed.shape} does not match output shape {output.shape}")
+    order = toposort(output)
+    active = _depends_on_variables(order)
+    result = Adjoints(output, seed)
+    incoming: dict[Node, list[Node]] = {output: [seed]} if output in active else {}
+    for node in reversed(order):
+        parts = incoming.pop(node, None)
+        if parts is None:
+            continue
+        g = parts[0]
+        for part in parts[1:]:
+            g = add(g, part)
+        result.of[node] = g
+        if node.op in VARIABLE_OPS or node.op == "const":
+            continue
+        contributions = vjp_rules[node.op](node, g)
+        for i, (operand, contribution) in enumerate(zip(node.src, contributions)):
+            if contribution is None or operand not in active:
+                continue
+            result.edges[(node, i)] = contribution
+            incoming.setdefault(operand, []).append(contribution)
+    return result
+
+
+def _zeros_like(node: Node) -> Node:
+    return const(np.zeros(node.shape) if node.shape else 0.0, dtype=node.dtype)
+
+
+def grad(output: Node, wrt: Node | Sequence[Node]):
+    """Gradient node(s) of `output` (a scalar) with respect to `wrt` (a node or a list).
+
+    The result is an ordinary graph: evaluate it, draw it, or take `grad` of it again.
+    Nodes the output does not depend on get a zero constant.
+    """
+    if output.shape != ():
+        raise GradvizError(f"grad needs a scalar output, got shape {output.shape} "
+                           "(reduce it with sum() or mean() first)")
+    adj = adjoints(output)
+    if isinstance(wrt, Node):
+        return _adjoint_or_zero(adj, wrt)
+    return [_adjoint_or_zero(adj, w) for w in wrt]
+
+
+def _adjoint_or_zero(adj: Adjoints, node: Node) -> Node:
+    found = adj.of.get(node)
+    return _zeros_like(node) if found is None else found
+
+
+class Backprop:
+    """Values and gradients of every node of a graph at one point (see `backprop`)."""
+
+    def __init__(self, output: Node, adjoints_: Adjoints, values: dict[Node, object]):
+        self.output = output
+        self.adjoints = adjoints_
+        self.graph = Graph(output)
+        self.values = {n: values[n] for n in self.graph.nodes}
+        self.grads = {n: values[g] for n, g in adjoints_.of.items()}
+        self.edge_grads = {e: values[g] for e, g in adjoints_.edges.items()}
+        self.all_values = values
+
+    @property
+    def value(self):
+        """The output's value."""
+        return self.values[self.output]
+
+    def _find(self, key) -> Node:
+        if isinstance(key, Node):
+            return key
+        matches = [n for n in self.graph.nodes if n.name == key]
+        if not matches:
+            raise GradvizError(f"no node named {key!r} in the graph")
+        return matches[0]
+
+    def grad(self, key):
+        """d output / d key, where key is a node or a variable's name (0 if it has no effect)."""
+        node = self._find(key)
+        if node in self.grads:
+            return self.grads[node]
+        return 0.0 if node.shape == () and node.dtype == "float64" else np.zeros(node.shape,
+                                                                                  node.dtype)
+
+    def __getitem__(self, key):
+        return self.grad(key)
+
+    @property
+    def variables(self) -> list[Node]:
+        return self.graph.variables()
+
+    def gradients(self) -> dict[str, object]:
+        """{variable name: gradient} for every variable and parameter."""
+        return {n.name: self.grad(n) for n in self.variables}
+
+    def __repr__(self) -> str:
+        grads = ", ".join(f"{k}={v!r}" for k, v in self.gradients().items())
+        return f"<Backprop value={self.value!r} grads: {grads}>"
+
+
+def backprop(output: Node, env: Mapping | None = None, **values) -> Backprop:
+    """Forward and backward pass in one call: the value of every node and the gradient of the
+    output with respect to every node (intermediates too), at the point given by `env` or by
+    keyword (`gv.backprop(f, x=-2, y=5, z=-4)`).
+    """
+    env = dict(env or {}, **values)
+    adj = adjoints(output)
+    targets: list[Node] = [output, *adj.of.values(), *adj.edges.values()]
+    order = toposort(targets)
+    leaves_ = bind(order, env)
+    all_values = evaluate(targets, env, order=order, values=leaves_)
+    return Backprop(output, adj, all_values)
+
+
+def gradients_at(output: Node, env: Mapping, wrt: Iterable[Node]) -> dict[Node, object]:
+    """Values of d output / d w for each w in `wrt` at the point `env`."""
+    wrt = list(wrt)
+    result = backprop(output, env)
+    return {w: result.grad(w) for w in wrt}

@@ -1,0 +1,295 @@
+"""Elementwise primitives and their builders.
+
+Primitive rather than composite, and why:
+- `sub`, `div`: drawn as one gate, as on the slides, and keep formulas as the user wrote them.
+- `sqrt`, `tanh`, `sigmoid`: their derivatives reuse the output (1/(2y), 1-y², y(1-y)); sigmoid
+  is also evaluated stably for large |x| (`--expand` still draws the slides' gate chain).
+- `relu`, `leaky_relu`, `elu`, `abs`, `maximum`, `minimum`: each owns its kink, so finite
+  differences can say "not differentiable here", and each is one fused op in kernels.
+- `step` (1 where x > 0) and `sign`: indicator functions with zero derivative; the VJPs of the
+  kinked ops above are built from them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradviz.errors import ShapeError
+from gradviz.ir import Node
+from gradviz.ops.leaves import const, const_value, lift
+from gradviz.ops.shape import broadcast_to, make
+from gradviz.rules import primitive
+
+
+# -- shape rules --------------------------------------------------------------------------------
+def _same(*src: Node, **_attrs):
+    first = src[0]
+    for other in src[1:]:
+        if other.shape != first.shape:
+            raise ShapeError(f"elementwise operands differ in shape: {first.shape} vs {other.shape}")
+        if other.dtype != first.dtype:
+            raise ShapeError(f"elementwise operands differ in dtype: {first.dtype} vs {other.dtype}")
+    return first.shape, first.dtype
+
+
+def _binary(op: str, a, b) -> Node:
+    """Build `op(a, b)`, lifting numbers to constants and broadcasting explicitly."""
+    if not isinstance(a, Node):
+        a = lift(a, like=b if isinstance(b, Node) else None)
+    if not isinstance(b, Node):
+        b = lift(b, like=a)
+    if a.shape != b.shape:
+        try:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") \
+                from None
+        a, b = broadcast_to(a, shape), broadcast_to(b, shape)
+    return make(op, a, b)
+
+
+# -- arithmetic ---------------------------------------------------------------------------------
+primitive("add", shape=_same, impl=lambda n, a, b: np.add(a, b), scalar=lambda n, a, b: a + b,
+          vjp=lambda n, g: (g, g))
+primitive("sub", shape=_same, impl=lambda n, a, b: np.subtract(a, b),
+          scalar=lambda n, a, b: a - b, vjp=lambda n, g: (g, neg(g)))
+primitive("mul", shape=_same, impl=lambda n, a, b: np.multiply(a, b),
+          scalar=lambda n, a, b: a * b, vjp=lambda n, g: (mul(g, n.src[1]), mul(g, n.src[0])))
+
+
+def _div_vjp(node: Node, g: Node):
+    ga = div(g, node.src[1])
+    return ga, neg(mul(ga, node))  # d(a/b)/db = -(a/b)/b
+
+
+primitive("div", shape=_same, impl=lambda n, a, b: np.divide(a, b),
+          scalar=lambda n, a, b: a / b, vjp=_div_vjp)
+primitive("neg", shape=_same, impl=lambda n, x: np.negative(x), scalar=lambda n, x: -x,
+          vjp=lambda n, g: (neg(g),))
+
+
+def _pow_scalar(node, a, b):
+    if a < 0 and b != int(b):
+        raise ValueError("negative base, fractional exponent")
+    return math.pow(a, b)
+
+
+def _pow_vjp(node: Node, g: Node):
+    a, b = node.src
+    bv = const_value(b)
+    if bv is not None and b.shape == ():
+        lowered = a if bv == 2.0 else pow_(a, const(bv - 1.0, a.dtype))
+        ga = mul(g, mul(b, lowered))
+    else:
+        ga = mul(g, mul(b, pow_(a, sub(b, 1.0))))
+    gb = mul(g, mul(log(a), node))  # d(a**b)/db = log(a) * a**b
+    return ga, gb
+
+
+primitive("pow", shape=_same, impl=lambda n, a, b: np.power(a, b), scalar=_pow_scalar,
+          vjp=_pow_vjp)
+
+
+# -- unary functions ----------------------------------------------------------------------------
+def _sigmoid_np(n, x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(n.dtype, copy=False)
+
+
+def _sigmoid_scalar(n, x):
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _relu_np(n, x):
+    return np.maximum(x, 0).astype(n.dtype, copy=False)
+
+
+def _leaky_np(n, x):
+    return np.where(x > 0, x, n.attrs["slope"] * x).astype(n.dtype, copy=False)
+
+
+def _elu_np(n, x):
+    with np.errstate(over="ignore"):
+        return np.where(x > 0, x, n.attrs["alpha"] * np.expm1(np.minimum(x, 0))).astype(
+            n.dtype, copy=False)
+
+
+def _elu_scalar(n, x):
+    return x if x > 0 else n.attrs["alpha"] * math.expm1(x)
+
+
+def _elu_vjp(n: Node, g: Node):
+    x = n.src[0]
+    s = step(x)
+    return (mul(g, add(s, mul(sub(1.0, s), add(n, n.attrs["alpha"])))),)  # 1, or y + alpha
+
+
+def _at_zero(n, x):
+    return bool(np.any(np.asarray(x) == 0))
+
+
+primitive("exp", shape=_same, impl=lambda n, x: np.exp(x), scalar=lambda n, x: math.exp(x),
+          vjp=lambda n, g: (mul(g, n),))
+primitive("log", shape=_same, impl=lambda n, x: np.log(x), scalar=lambda n, x: math.log(x),
+          vjp=lambda n, g: (div(g, n.src[0]),))
+primitive("sqrt", shape=_same, impl=lambda n, x: np.sqrt(x), scalar=lambda n, x: math.sqrt(x),
+          vjp=lambda n, g: (div(g, mul(2.0, n)),))
+primitive("abs", shape=_same, impl=lambda n, x: np.abs(x), scalar=lambda n, x: abs(x),
+          vjp=lambda n, g: (mul(g, sign(n.src[0])),), kink=_at_zero)
+primitive("sin", shape=_same, impl=lambda n, x: np.sin(x), scalar=lambda n, x: math.sin(x),
+          vjp=lambda n, g: (mul(g, cos(n.src[0])),))
+primitive("cos", shape=_same, impl=lambda n, x: np.cos(x), scalar=lambda n, x: math.cos(x),
+          vjp=lambda n, g: (neg(mul(g, sin(n.src[0]))),))
+primitive("tanh", shape=_same, impl=lambda n, x: np.tanh(x), scalar=lambda n, x: math.tanh(x),
+          vjp=lambda n, g: (mul(g, sub(1.0, mul(n, n))),))
+primitive("sigmoid", shape=_same, impl=_sigmoid_np, scalar=_sigmoid_scalar,
+          vjp=lambda n, g: (mul(g, mul(n, sub(1.0, n))),))
+primitive("relu", shape=_same, impl=_relu_np, scalar=lambda n, x: x if x > 0 else 0.0,
+          vjp=lambda n, g: (mul(g, step(n.src[0])),), kink=_at_zero)
+primitive("leaky_relu", shape=_same, impl=_leaky_np,
+          scalar=lambda n, x: x if x > 0 else n.attrs["slope"] * x,
+          vjp=lambda n, g: (mul(g, add(n.attrs["slope"],
+                                       mul(1.0 - n.attrs["slope"], step(n.src[0])))),),
+          kink=_at_zero)
+primitive("elu", shape=_same, impl=_elu_np, scalar=_elu_scalar, vjp=_elu_vjp,
+          kink=lambda n, x: n.attrs["alpha"] != 1.0 and _at_zero(n, x))
+primitive("step", shape=_same,
+          impl=lambda n, x: (np.asarray(x) > 0).astype(n.dtype),
+          scalar=lambda n, x: 1.0 if x > 0 else 0.0, vjp=None, kink=_at_zero)
+primitive("sign", shape=_same, impl=lambda n, x: np.sign(x),
+          scalar=lambda n, x: (x > 0) - (x < 0) + 0.0, vjp=None, kink=_at_zero)
+
+
+# -- binary max / min ---------------------------------------------------------------------------
+def _tie(n, a, b):
+    return bool(np.any(np.asarray(a) == np.asarray(b)))
+
+
+def _maximum_vjp(n: Node, g: Node):
+    ga = mul(g, step(sub(n.src[0], n.src[1])))  # at a tie the gradient goes to b
+    return ga, sub(g, ga)
+
+
+def _minimum_vjp(n: Node, g: Node):
+    ga = mul(g, step(sub(n.src[1], n.src[0])))
+    return ga, sub(g, ga)
+
+
+primitive("maximum", shape=_same, impl=lambda n, a, b: np.maximum(a, b),
+          scalar=lambda n, a, b: a if a >= b else b, vjp=_maximum_vjp, kink=_tie)
+primitive("minimum", shape=_same, impl=lambda n, a, b: np.minimum(a, b),
+          scalar=lambda n, a, b: a if a <= b else b, vjp=_minimum_vjp, kink=_tie)
+
+
+# -- builders -----------------------------------------------------------------------------------
+def add(a, b) -> Node:
+    """a + b (broadcasting)."""
+    return _binary("add", a, b)
+
+
+def sub(a, b) -> Node:
+    """a - b (broadcasting)."""
+    return _binary("sub", a, b)
+
+
+def mul(a, b) -> Node:
+    """a * b, elementwise (broadcasting)."""
+    return _binary("mul", a, b)
+
+
+def div(a, b) -> Node:
+    """a / b, elementwise (broadcasting)."""
+    return _binary("div", a, b)
+
+
+def pow_(a, b) -> Node:
+    """a ** b, elementwise; the exponent may be a constant or any node."""
+    return _binary("pow", a, b)
+
+
+def maximum(a, b) -> Node:
+    """Elementwise maximum of a and b (a kink where they tie)."""
+    return _binary("maximum", a, b)
+
+
+def minimum(a, b) -> Node:
+    """Elementwise minimum of a and b (a kink where they tie)."""
+    return _binary("minimum", a, b)
+
+
+def _unary(op: str, x, **attrs) -> Node:
+    return make(op, lift(x), **attrs)
+
+
+def neg(x) -> Node:
+    """-x."""
+    return _unary("neg", x)
+
+
+def exp(x) -> Node:
+    """e**x."""
+    return _unary("exp", x)
+
+
+def log(x) -> Node:
+    """Natural logarithm."""
+    return _unary("log", x)
+
+
+def sqrt(x) -> Node:
+    """Square root."""
+    return _unary("sqrt", x)
+
+
+def abs_(x) -> Node:
+    """|x| (a kink at 0)."""
+    return _unary("abs", x)
+
+
+def sin(x) -> Node:
+    """Sine."""
+    return _unary("sin", x)
+
+
+def cos(x) -> Node:
+    """Cosine."""
+    return _unary("cos", x)
+
+
+def tanh(x) -> Node:
+    """Hyperbolic tangent."""
+    return _unary("tanh", x)
+
+
+def sigmoid(x) -> Node:
+    """Logistic sigmoid 1 / (1 + e**-x)."""
+    return _unary("sigmoid", x)
+
+
+def relu(x) -> Node:
+    """max(0, x) (a kink at 0)."""
+    return _unary("relu", x)
+
+
+def leaky_relu(x, slope: float = 0.1) -> Node:
+    """x where x > 0, else slope * x (the slides use slope 0.1)."""
+    return _unary("leaky_relu", x, slope=float(slope))
+
+
+def elu(x, alpha: float = 1.0) -> Node:
+    """x where x > 0, else alpha * (e**x - 1)."""
+    return _unary("elu", x, alpha=float(alpha))
+
+
+def step(x) -> Node:
+    """1 where x > 0, else 0 (the perceptron's activation; zero derivative)."""
+    return _unary("step", x)
+
+
+def sign(x) -> Node:
+    """-1, 0 or 1 by the sign of x (zero derivative)."""
+    return _unary("sign", x)
