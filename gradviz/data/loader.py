@@ -1,0 +1,307 @@
+"""`load_dataset`: one entry point from a data set spec string to a split, normalized `Dataset`.
+
+Specs (what ``gradviz train --data`` takes)::
+
+    and | or | xor                      the boolean gates (all 4 points in every split)
+    spiral | moons | circles           seeded 2-D sets; options after a colon, e.g.
+                                       spiral:classes=5,n=500,noise=0.3   moons:noise=0.2
+    digits                             scikit-learn's 8x8 digits (shipped inside its wheel)
+    mnist:DIR | fashion-mnist:DIR      IDX files the user has in DIR (.gz accepted)
+    PATH.csv (or .csv.gz, or any existing file)   with target="COLUMN"
+
+Nothing is ever downloaded.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from gradviz.errors import GradvizError
+
+from .csvdata import read_csv
+from .dataset import (CLASSIFICATION, LAYOUTS, REGRESSION, Dataset, Normalizer, check_fractions,
+                      random_split)
+from .idx import FASHION_CLASSES, load_mnist_dir
+from .synthetic import BOOLEAN_TARGETS, boolean_gate, make_circles, make_moons, make_spiral
+
+#: Data set specs and one-line descriptions, in the order the CLI lists them.
+DATASETS: dict[str, str] = {
+    "and": "logical AND of two inputs: 4 points, linearly separable",
+    "or": "logical OR of two inputs: 4 points, linearly separable",
+    "xor": "logical XOR of two inputs: 4 points, not linearly separable (one perceptron fails)",
+    "spiral": "K interleaved spiral arms in 2-D (spiral:classes=3,n=300,noise=0.2)",
+    "moons": "two interleaving half circles in 2-D (moons:n=200,noise=0.1)",
+    "circles": "two concentric circles in 2-D (circles:n=200,noise=0.05,factor=0.5)",
+    "digits": "1,797 handwritten 8x8 digits, 10 classes (ships with scikit-learn)",
+    "mnist:DIR": "MNIST 28x28 digits from the IDX files in DIR (train-/t10k-, .gz accepted)",
+    "fashion-mnist:DIR": "Fashion-MNIST 28x28 clothing images from the IDX files in DIR",
+    "FILE.csv": "a CSV file with a header row; name the column to predict with --target",
+}
+
+# generated set -> (generator, allowed options with their types, defaults)
+_GENERATED: dict[str, tuple[Callable, dict[str, type], dict[str, Any]]] = {
+    "spiral": (make_spiral, {"n": int, "classes": int, "noise": float},
+               {"n": 300, "classes": 3, "noise": 0.2}),
+    "moons": (make_moons, {"n": int, "noise": float}, {"n": 200, "noise": 0.1}),
+    "circles": (make_circles, {"n": int, "noise": float, "factor": float},
+                {"n": 200, "noise": 0.05, "factor": 0.5}),
+}
+
+_IDX_SETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+_NORMALIZE = ("auto", "standardize", "scale", "none")
+
+
+def _known_names() -> str:
+    return ", ".join(DATASETS)
+
+
+def _parse_options(name: str, text: str) -> dict[str, Any]:
+    _, types, _ = _GENERATED[name]
+    opts: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            if name == "spiral" and part.isdigit():  # spiral:5 means five arms
+                key, value = "classes", part
+            else:
+                raise GradvizError(
+                    f"bad option {part!r} for {name} (expected key=value; keys: {', '.join(types)})")
+        else:
+            key, value = (s.strip() for s in part.split("=", 1))
+        if key not in types:
+            raise GradvizError(f"unknown option {key!r} for {name} (keys: {', '.join(types)})")
+        try:
+            opts[key] = types[key](value)
+        except ValueError:
+            raise GradvizError(
+                f"option {key} of {name} must be {'an integer' if types[key] is int else 'a number'}"
+                f", got {value!r}") from None
+    return opts
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise GradvizError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def load_dataset(spec: str | os.PathLike, *, target: str | None = None, seed: int = 0,
+                 n: int | None = None, val_fraction: float = 0.1, test_fraction: float = 0.2,
+                 noise: float | None = None, task: str | None = None, layout: str = "flat",
+                 normalize: str = "auto", dtype: Any = np.float32) -> Dataset:
+    """Load, split and normalize the data set named by ``spec`` (see `DATASETS`).
+
+    Parameters
+    ----------
+    spec: a name (``"xor"``, ``"moons"``, ``"digits"``...), ``"spiral:classes=5"``-style options
+        for generated sets, ``"mnist:DIR"`` / ``"fashion-mnist:DIR"``, or a CSV path.
+    target: the CSV column to predict (required for CSV files, refused for the others).
+    seed: seeds point generation, subsetting and the split (same seed, same data set).
+    n: generated sets: number of points; digits, CSV: keep a random subset of at most ``n``
+        examples; MNIST: keep at most the first ``n`` examples of each file. Not for and/or/xor.
+    val_fraction, test_fraction: shares of the examples held out. MNIST with its t10k files uses
+        them as the test split and takes only the validation split from the training file. The
+        boolean gates ignore both: all 4 points are in every split.
+    noise: noise level for spiral, moons, circles (overrides their default).
+    task: for CSV only, ``"classification"`` or ``"regression"`` (default: guessed from the target).
+    layout: ``"flat"`` (examples are feature vectors) or ``"image"`` (``(C, H, W)``, image sets).
+    normalize: ``"auto"`` (images scaled to [0, 1], boolean gates untouched, everything else
+        standardized), ``"standardize"`` (per-feature mean/std of the train split), ``"scale"``
+        (images only) or ``"none"``. The statistics always come from the train split only and are
+        kept in ``Dataset.normalizer``.
+    dtype: float dtype of the X arrays (float32 by default, float64 for gradient checks).
+
+    Every bad input raises `GradvizError` with a one-line message.
+    """
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise GradvizError(f"data set spec must be a non-empty string, got {spec!r}")
+    _check_int("seed", seed, 0)
+    if n is not None:
+        _check_int("n", n, 1)
+    check_fractions(val_fraction, test_fraction)
+    if layout not in LAYOUTS:
+        raise GradvizError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    if normalize not in _NORMALIZE:
+        raise GradvizError(f"unknown normalization {normalize!r} (choose from {', '.join(_NORMALIZE)})")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise GradvizError(f"unknown dtype {dtype!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise GradvizError(f"dtype must be float32 or float64, got {dtype}")
+    if noise is not None and (not isinstance(noise, (int, float)) or not np.isfinite(noise)
+                              or noise < 0):
+        raise GradvizError(f"noise must be a finite number >= 0, got {noise!r}")
+
+    spec = spec.strip()
+    lower = spec.lower()
+    kind, arg = _classify(spec, lower)
+    if target is not None and kind != "csv":
+        raise GradvizError(f"--target applies only to CSV files, not to {spec!r}")
+    if task is not None and kind != "csv":
+        raise GradvizError(f"task applies only to CSV files, not to {spec!r}")
+    if noise is not None and kind != "generated":
+        raise GradvizError(f"noise applies only to spiral, moons and circles, not to {spec!r}")
+    split_rng = np.random.default_rng([seed, 0x5EED])
+    opts = dict(spec=spec, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                layout=layout, normalize=normalize, dtype=dtype)
+
+    if kind == "boolean":
+        if n is not None:
+            raise GradvizError(f"{arg} always has its 4 points; n does not apply")
+        X, y = boolean_gate(arg)
+        return _build(arg, X, y, X, y, X, y, task=CLASSIFICATION, n_classes=2,
+                      feature_names=("x1", "x2"), class_names=("0", "1"), image_shape=None,
+                      default_norm="none", description=DATASETS[arg], info={}, **opts)
+
+    if kind == "generated":
+        name, text = arg
+        gen, _, defaults = _GENERATED[name]
+        params = dict(defaults)
+        given = _parse_options(name, text)
+        for key, value in (("n", n), ("noise", noise)):
+            if value is not None:
+                if key in given and given[key] != value:
+                    raise GradvizError(
+                        f"{key} given twice for {name}: {given[key]} in the spec and {value}")
+                given[key] = value
+        params.update(given)
+        X, y = gen(seed=seed, **params)
+        tr, va, te = random_split(split_rng, len(y), val_fraction, test_fraction)
+        k = int(params.get("classes", 2))
+        return _build(name, X[tr], y[tr], X[va], y[va], X[te], y[te], task=CLASSIFICATION,
+                      n_classes=k, feature_names=("x1", "x2"),
+                      class_names=tuple(str(i) for i in range(k)), image_shape=None,
+                      default_norm="standardize", description=DATASETS[name], info=params, **opts)
+
+    if kind == "digits":
+        X, y = _load_digits()
+        return _split_images("digits", X, y, (1, 8, 8), 16.0, tuple(str(i) for i in range(10)),
+                             n, split_rng, DATASETS["digits"], {}, **opts)
+
+    if kind == "idx":
+        name, directory = arg
+        train_images, train_labels, test = load_mnist_dir(directory, limit=n)
+        rows, cols = train_images.shape[1:]
+        image_shape = (1, rows, cols)
+        classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(i) for i in range(10))
+        X = train_images.reshape(len(train_images), -1).astype(np.float64)
+        info = {"directory": str(Path(directory).expanduser())}
+        if test is None:
+            tr, va, te = random_split(split_rng, len(train_labels), val_fraction, test_fraction)
+            X_test, y_test = X[te], train_labels[te]
+            info["test_from"] = "train file"
+        else:
+            tr, va, _ = random_split(split_rng, len(train_labels), val_fraction, 0.0,
+                                     need_test=False)
+            X_test = test[0].reshape(len(test[0]), -1).astype(np.float64)
+            y_test = test[1]
+            info["test_from"] = "t10k files"
+        return _build(name, X[tr], train_labels[tr], X[va], train_labels[va], X_test, y_test,
+                      task=CLASSIFICATION, n_classes=10,
+                      feature_names=_pixel_names(rows, cols), class_names=classes,
+                      image_shape=image_shape, default_norm="scale", scale_max=255.0,
+                      description=f"{_IDX_SETS[name]} from {directory}", info=info, **opts)
+
+    # CSV
+    table = read_csv(arg, target, task)
+    X, y = table.X, table.y
+    if n is not None and n < len(y):
+        keep = np.sort(split_rng.permutation(len(y))[:n])
+        X, y = X[keep], y[keep]
+    tr, va, te = random_split(split_rng, len(y), val_fraction, test_fraction)
+    n_classes = len(table.class_names) if table.task == CLASSIFICATION else 0
+    return _build(Path(arg).name, X[tr], y[tr], X[va], y[va], X[te], y[te], task=table.task,
+                  n_classes=n_classes, feature_names=table.feature_names,
+                  class_names=table.class_names, image_shape=None, default_norm="standardize",
+                  description=f"CSV file {arg}, target column {table.target!r}",
+                  info={"path": str(Path(arg).expanduser()), "target": table.target}, **opts)
+
+
+def _classify(spec: str, lower: str):
+    """Decide what kind of source ``spec`` names: returns (kind, argument)."""
+    if lower.endswith(".csv") or lower.endswith(".csv.gz"):
+        return "csv", spec
+    name, sep, rest = spec.partition(":")
+    key = name.strip().lower()
+    if key in _IDX_SETS:
+        if not rest.strip():
+            raise GradvizError(f"{key} needs the directory holding its IDX files: {key}:DIR "
+                               f"(nothing is downloaded)")
+        return "idx", (key, rest.strip())
+    if key in _GENERATED:
+        return "generated", (key, rest)
+    if not sep:
+        if key in BOOLEAN_TARGETS:
+            return "boolean", key
+        if key == "digits":
+            return "digits", None
+    elif key in BOOLEAN_TARGETS or key == "digits":
+        raise GradvizError(f"{key} takes no options (got {spec!r})")
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return "csv", spec
+    if path.is_dir():
+        raise GradvizError(f"{spec} is a directory; for IDX files write mnist:{spec} or "
+                           f"fashion-mnist:{spec}")
+    if "/" in spec or os.sep in spec:
+        raise GradvizError(f"no such file: {spec}")
+    raise GradvizError(f"unknown data set {spec!r} (choose from {_known_names()})")
+
+
+def _load_digits():
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise GradvizError("the digits data set needs scikit-learn (pip install scikit-learn)") \
+            from None
+    X, y = load_digits(return_X_y=True)
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
+def _pixel_names(rows: int, cols: int) -> tuple[str, ...]:
+    return tuple(f"pixel_{r}_{c}" for r in range(rows) for c in range(cols))
+
+
+def _split_images(name, X, y, image_shape, max_value, class_names, n, split_rng, description,
+                  info, **opts) -> Dataset:
+    if n is not None and n < len(y):
+        keep = np.sort(split_rng.permutation(len(y))[:n])
+        X, y = X[keep], y[keep]
+    tr, va, te = random_split(split_rng, len(y), opts["val_fraction"], opts["test_fraction"])
+    return _build(name, X[tr], y[tr], X[va], y[va], X[te], y[te], task=CLASSIFICATION,
+                  n_classes=len(class_names), feature_names=_pixel_names(*image_shape[1:]),
+                  class_names=class_names, image_shape=image_shape, default_norm="scale",
+                  scale_max=max_value, description=description, info=info, **opts)
+
+
+def _build(name, X_train, y_train, X_val, y_val, X_test, y_test, *, task, n_classes,
+           feature_names, class_names, image_shape, default_norm, description, info, spec, seed,
+           val_fraction, test_fraction, layout, normalize, dtype, scale_max=None) -> Dataset:
+    mode = default_norm if normalize == "auto" else normalize
+    if mode == "scale":
+        if scale_max is None:
+            raise GradvizError(f"normalize='scale' is for images; {name!r} is not made of images")
+        normalizer = Normalizer.scale(scale_max)
+    elif mode == "standardize":
+        normalizer = Normalizer.standardize(X_train)
+    else:
+        normalizer = Normalizer.identity()
+    if task not in (CLASSIFICATION, REGRESSION):
+        raise GradvizError(f"unknown task {task!r}")
+    y_dtype = np.int64 if task == CLASSIFICATION else dtype
+    ds = Dataset(
+        name=name,
+        X_train=normalizer.apply(X_train, dtype), y_train=np.array(y_train, dtype=y_dtype),
+        X_val=normalizer.apply(X_val, dtype), y_val=np.array(y_val, dtype=y_dtype),
+        X_test=normalizer.apply(X_test, dtype), y_test=np.array(y_test, dtype=y_dtype),
+        task=task, n_classes=int(n_classes), feature_names=tuple(feature_names),
+        class_names=tuple(class_names), normalizer=normalizer, image_shape=image_shape,
+        layout="flat", description=description,
+        info={"spec": spec, "seed": seed, "val_fraction": val_fraction,
+              "test_fraction": test_fraction, **info})
+    return ds.with_layout(layout)
