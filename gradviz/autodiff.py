@@ -170,3 +170,16 @@ def gradients_at(output: Node, env: Mapping, wrt: Iterable[Node]) -> dict[Node, 
     wrt = list(wrt)
     result = backprop(output, env)
     return {w: result.grad(w) for w in wrt}
+
+
+def local_derivatives(node: Node) -> tuple[Node | None, ...]:
+    """d node / d operand for each operand of a scalar `node`, as nodes (None where the operand
+    gets no gradient, e.g. through `step`): the factors written on the edges of a chain-rule
+    diagram. Built by the node's own VJP rule with an upstream gradient of 1."""
+    if node.is_leaf:
+        return ()
+    if node.shape != ():
+        raise GradvizError("local derivatives are defined here for scalar nodes only")
+    if node.op in zero_gradient:
+        return tuple(None for _ in node.src)
+    return tuple(vjp_rules[node.op](node, const(1.0, dtype=node.dtype)))

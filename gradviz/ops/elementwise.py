@@ -33,6 +33,14 @@ def _same(*src: Node, **_attrs):
     return first.shape, first.dtype
 
 
+def _scale(g: Node, local: Node) -> Node:
+    """g * local inside VJP rules, written as just `local` when g is the scalar constant 1 (the
+    seed, or the probe of `local_derivatives`), so backward graphs and formulas stay readable."""
+    if g.op == "const" and g.shape == () and g.attrs["value"] == 1.0 and local.shape == ():
+        return local
+    return mul(g, local)
+
+
 def _binary(op: str, a, b) -> Node:
     """Build `op(a, b)`, lifting numbers to constants and broadcasting explicitly."""
     if not isinstance(a, Node):
@@ -55,7 +63,7 @@ primitive("add", shape=_same, impl=lambda n, a, b: np.add(a, b), scalar=lambda n
 primitive("sub", shape=_same, impl=lambda n, a, b: np.subtract(a, b),
           scalar=lambda n, a, b: a - b, vjp=lambda n, g: (g, neg(g)))
 primitive("mul", shape=_same, impl=lambda n, a, b: np.multiply(a, b),
-          scalar=lambda n, a, b: a * b, vjp=lambda n, g: (mul(g, n.src[1]), mul(g, n.src[0])))
+          scalar=lambda n, a, b: a * b, vjp=lambda n, g: (_scale(g, n.src[1]), _scale(g, n.src[0])))
 
 
 def _div_vjp(node: Node, g: Node):
@@ -80,10 +88,10 @@ def _pow_vjp(node: Node, g: Node):
     bv = const_value(b)
     if bv is not None and b.shape == ():
         lowered = a if bv == 2.0 else pow_(a, const(bv - 1.0, a.dtype))
-        ga = mul(g, mul(b, lowered))
+        ga = _scale(g, mul(b, lowered))
     else:
-        ga = mul(g, mul(b, pow_(a, sub(b, 1.0))))
-    gb = mul(g, mul(log(a), node))  # d(a**b)/db = log(a) * a**b
+        ga = _scale(g, mul(b, pow_(a, sub(b, 1.0))))
+    gb = _scale(g, mul(log(a), node))  # d(a**b)/db = log(a) * a**b
     return ga, gb
 
 
@@ -125,7 +133,7 @@ def _elu_scalar(n, x):
 def _elu_vjp(n: Node, g: Node):
     x = n.src[0]
     s = step(x)
-    return (mul(g, add(s, mul(sub(1.0, s), add(n, n.attrs["alpha"])))),)  # 1, or y + alpha
+    return (_scale(g, add(s, mul(sub(1.0, s), add(n, n.attrs["alpha"])))),)  # 1, or y + alpha
 
 
 def _at_zero(n, x):
@@ -133,26 +141,26 @@ def _at_zero(n, x):
 
 
 primitive("exp", shape=_same, impl=lambda n, x: np.exp(x), scalar=lambda n, x: math.exp(x),
-          vjp=lambda n, g: (mul(g, n),))
+          vjp=lambda n, g: (_scale(g, n),))
 primitive("log", shape=_same, impl=lambda n, x: np.log(x), scalar=lambda n, x: math.log(x),
           vjp=lambda n, g: (div(g, n.src[0]),))
 primitive("sqrt", shape=_same, impl=lambda n, x: np.sqrt(x), scalar=lambda n, x: math.sqrt(x),
           vjp=lambda n, g: (div(g, mul(2.0, n)),))
 primitive("abs", shape=_same, impl=lambda n, x: np.abs(x), scalar=lambda n, x: abs(x),
-          vjp=lambda n, g: (mul(g, sign(n.src[0])),), kink=_at_zero)
+          vjp=lambda n, g: (_scale(g, sign(n.src[0])),), kink=_at_zero)
 primitive("sin", shape=_same, impl=lambda n, x: np.sin(x), scalar=lambda n, x: math.sin(x),
-          vjp=lambda n, g: (mul(g, cos(n.src[0])),))
+          vjp=lambda n, g: (_scale(g, cos(n.src[0])),))
 primitive("cos", shape=_same, impl=lambda n, x: np.cos(x), scalar=lambda n, x: math.cos(x),
-          vjp=lambda n, g: (neg(mul(g, sin(n.src[0]))),))
+          vjp=lambda n, g: (neg(_scale(g, sin(n.src[0]))),))
 primitive("tanh", shape=_same, impl=lambda n, x: np.tanh(x), scalar=lambda n, x: math.tanh(x),
-          vjp=lambda n, g: (mul(g, sub(1.0, mul(n, n))),))
+          vjp=lambda n, g: (_scale(g, sub(1.0, mul(n, n))),))
 primitive("sigmoid", shape=_same, impl=_sigmoid_np, scalar=_sigmoid_scalar,
-          vjp=lambda n, g: (mul(g, mul(n, sub(1.0, n))),))
+          vjp=lambda n, g: (_scale(g, mul(n, sub(1.0, n))),))
 primitive("relu", shape=_same, impl=_relu_np, scalar=lambda n, x: x if x > 0 else 0.0,
-          vjp=lambda n, g: (mul(g, step(n.src[0])),), kink=_at_zero)
+          vjp=lambda n, g: (_scale(g, step(n.src[0])),), kink=_at_zero)
 primitive("leaky_relu", shape=_same, impl=_leaky_np,
           scalar=lambda n, x: x if x > 0 else n.attrs["slope"] * x,
-          vjp=lambda n, g: (mul(g, add(n.attrs["slope"],
+          vjp=lambda n, g: (_scale(g, add(n.attrs["slope"],
                                        mul(1.0 - n.attrs["slope"], step(n.src[0])))),),
           kink=_at_zero)
 primitive("elu", shape=_same, impl=_elu_np, scalar=_elu_scalar, vjp=_elu_vjp,
@@ -170,12 +178,12 @@ def _tie(n, a, b):
 
 
 def _maximum_vjp(n: Node, g: Node):
-    ga = mul(g, step(sub(n.src[0], n.src[1])))  # at a tie the gradient goes to b
+    ga = _scale(g, step(sub(n.src[0], n.src[1])))  # at a tie the gradient goes to b
     return ga, sub(g, ga)
 
 
 def _minimum_vjp(n: Node, g: Node):
-    ga = mul(g, step(sub(n.src[1], n.src[0])))
+    ga = _scale(g, step(sub(n.src[1], n.src[0])))
     return ga, sub(g, ga)
 
 

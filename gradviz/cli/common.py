@@ -1,0 +1,99 @@
+"""Helpers shared by the CLI commands: reading `--at`/`--wrt`, parsing expressions, writing files."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+
+from gradviz.errors import GradvizError
+
+_ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\S.*?)\s*$")
+
+
+def parse_point(text: str | None) -> dict[str, float]:
+    """`"a=1,b=2.5"` -> {"a": 1.0, "b": 2.5}. Several `--at` values may be joined by commas."""
+    point: dict[str, float] = {}
+    if not text:
+        return point
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        match = _ASSIGNMENT.match(item)
+        if not match:
+            raise GradvizError(f"--at expects name=value pairs separated by commas, got {item.strip()!r}")
+        name, raw = match.groups()
+        try:
+            value = float(raw)
+        except ValueError:
+            raise GradvizError(f"--at {name}: {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise GradvizError(f"--at {name}: value must be finite, got {raw!r}")
+        if name in point:
+            raise GradvizError(f"--at gives {name!r} twice")
+        point[name] = value
+    return point
+
+
+def parse_points(values: tuple[str, ...] | list[str] | str | None) -> dict[str, float]:
+    """Merge one or more `--at` option values into one point."""
+    if values is None:
+        return {}
+    if isinstance(values, str):
+        values = [values]
+    merged: dict[str, float] = {}
+    for text in values:
+        for name, value in parse_point(text).items():
+            if name in merged:
+                raise GradvizError(f"--at gives {name!r} twice")
+            merged[name] = value
+    return merged
+
+
+def parse_names(text: str | None) -> list[str]:
+    """`"a,b"` -> ["a", "b"] (for --wrt)."""
+    if not text:
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n):
+            raise GradvizError(f"--wrt: {n!r} is not a variable name")
+    return names
+
+
+def load_expression(text: str):
+    """Parse an expression string; returns (output node, {name: variable node})."""
+    from gradviz.parse import parse
+
+    variables: dict = {}
+    output = parse(text, variables)
+    return output, variables
+
+
+def require_values(variables: dict, point: dict[str, float]) -> None:
+    """Every variable of the expression has a value, and every given value a variable."""
+    missing = [name for name in variables if name not in point]
+    if missing:
+        raise GradvizError(f"no value for {', '.join(repr(m) for m in missing)} "
+                           f"(give it with --at {missing[0]}=...)")
+    unknown = [name for name in point if name not in variables]
+    if unknown:
+        raise GradvizError(f"--at names {', '.join(repr(u) for u in unknown)}, which the "
+                           "expression does not use")
+
+
+def write_atomic(path: str, data: bytes | str) -> None:
+    """Write a file so that readers see either the old content or the complete new one."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(directory):
+        raise GradvizError(f"cannot write {path}: directory {directory} does not exist")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode) as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
