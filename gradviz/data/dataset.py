@@ -35,9 +35,22 @@ class Normalizer:
     std: np.ndarray
 
     def apply(self, X: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-        """Normalize raw inputs of shape ``(N, n_features)``; returns a new array of ``dtype``."""
-        X = np.asarray(X, dtype=np.float64)
-        return ((X - self.mean) / self.std).astype(dtype, copy=False)
+        """Normalize raw inputs of shape ``(N, n_features)``; returns a new array of ``dtype``.
+
+        The arithmetic is float64 whatever the input and output types (so raw pixels given as
+        uint8 or as floats normalize to the same values), done in blocks of rows to keep the
+        memory use near the size of the result.
+        """
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise GradvizError(f"cannot normalize non-numeric inputs of dtype {X.dtype}")
+        out = np.empty(X.shape, dtype=dtype)
+        if X.shape[0] == 0:
+            return out
+        rows = max(1, (1 << 20) // max(1, X[0].size))
+        for i in range(0, X.shape[0], rows):
+            out[i:i + rows] = (X[i:i + rows].astype(np.float64) - self.mean) / self.std
+        return out
 
     def invert(self, X: np.ndarray) -> np.ndarray:
         """Undo `apply`: map normalized features back to raw units (float64)."""

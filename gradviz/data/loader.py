@@ -189,7 +189,7 @@ def load_dataset(spec: str | os.PathLike, *, target: str | None = None, seed: in
         rows, cols = train_images.shape[1:]
         image_shape = (1, rows, cols)
         classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(i) for i in range(10))
-        X = train_images.reshape(len(train_images), -1).astype(np.float64)
+        X = train_images.reshape(len(train_images), -1)  # uint8 until normalized
         info = {"directory": str(Path(directory).expanduser())}
         if test is None:
             tr, va, te = random_split(split_rng, len(train_labels), val_fraction, test_fraction)
@@ -198,7 +198,7 @@ def load_dataset(spec: str | os.PathLike, *, target: str | None = None, seed: in
         else:
             tr, va, _ = random_split(split_rng, len(train_labels), val_fraction, 0.0,
                                      need_test=False)
-            X_test = test[0].reshape(len(test[0]), -1).astype(np.float64)
+            X_test = test[0].reshape(len(test[0]), -1)
             y_test = test[1]
             info["test_from"] = "t10k files"
         return _build(name, X[tr], train_labels[tr], X[va], train_labels[va], X_test, y_test,
