@@ -1,8 +1,9 @@
 """Gradients by central finite differences, in float64, with an error estimate and kink detection.
 
 For each variable entry x the step is h = cbrt(eps) * max(|x|, 1), rounded so that x + h is
-exact. With D(h) = (f(x+h) - f(x-h)) / 2h the estimate is the Richardson extrapolation
-(4 D(h/2) - D(h)) / 3, and |D(h) - D(h/2)| plus the rounding error eps*|f|/h bounds its error.
+exact. With D(h) = (f(x+h) - f(x-h)) / 2h, Richardson extrapolation R(h) = (4 D(h/2) - D(h)) / 3
+cancels the h**2 error term; the estimate is R(h/2), and |R(h) - R(h/2)| plus the rounding error
+eps*|f|/h bounds its error.
 
 A kink shows as one-sided slopes that disagree: for a smooth f the gap between
 (f(x+h) - f(x))/h and (f(x) - f(x-h))/h is about h*f''(x) and halves with h; at a kink (relu or
@@ -49,19 +50,22 @@ def _derivative(f, x: float) -> tuple[float, float, float, str]:
     f0 = f(x)
     fp, fm = f(x + h), f(x - h)
     fp2, fm2 = f(x + h / 2), f(x - h / 2)
-    if not all(np.isfinite(v) for v in (f0, fp, fm, fp2, fm2)):
+    fp4, fm4 = f(x + h / 4), f(x - h / 4)
+    if not all(np.isfinite(v) for v in (f0, fp, fm, fp2, fm2, fp4, fm4)):
         return float("nan"), float("nan"), h, UNDEFINED
     d1 = (fp - fm) / (2 * h)
     d2 = (fp2 - fm2) / h
-    rounding = 4 * EPS * max(abs(f0), abs(fp), abs(fm), 1e-300) / h
-    error = float(abs(d1 - d2) + rounding)
+    d4 = (fp4 - fm4) / (h / 2)
+    r1, r2 = (4 * d2 - d1) / 3, (4 * d4 - d2) / 3  # Richardson: the h**2 error terms cancel
+    rounding = 8 * EPS * max(abs(f0), abs(fp), abs(fm)) / h
+    error = float(abs(r1 - r2) + rounding)
     gap1 = (fp - f0) / h - (f0 - fm) / h
     gap2 = (fp2 - f0) / (h / 2) - (f0 - fm2) / (h / 2)
     scale = max(1.0, abs((fp - f0) / h), abs((f0 - fm) / h))
     if abs(gap1) > max(1e-6 * scale, 100 * rounding) and abs(gap2) > 0.75 * abs(gap1):
         # one-sided slopes, the best estimates of the derivative on each side
-        return (fp2 - f0) / (h / 2), error, h, KINK
-    return (4 * d2 - d1) / 3, error, h, OK
+        return (fp4 - f0) / (h / 4), error, h, KINK
+    return r2, error, h, OK
 
 
 def numeric_grad(output: Node, env: Mapping, wrt: Iterable[Node] | None = None

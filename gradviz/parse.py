@@ -116,10 +116,12 @@ def _python_ast(text: str) -> ast.Expression:
     try:
         return ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        message = exc.msg
+        message, column = exc.msg, exc.offset
         if "Exceeds the limit" in message:
             message = "number literal is too long"
-        raise ParseError(f"syntax error: {message}", column=exc.offset) from None
+        elif not column:
+            message, column = "the expression ends too early", len(text) + 1
+        raise ParseError(f"syntax error: {message}", column=column) from None
     except (RecursionError, MemoryError):
         raise ParseError("expression is nested too deeply") from None
     except ValueError as exc:  # e.g. null bytes
@@ -171,6 +173,9 @@ class _Builder:
         raise self.fail(f"{what} is not allowed in an expression", node)
 
     def check_call(self, node: ast.Call) -> list[ast.AST]:
+        if isinstance(node.func, ast.Attribute):
+            where = ast.Constant(None, col_offset=node.func.end_col_offset - len(node.func.attr))
+            raise self.fail(f"attribute access ('.{node.func.attr}') is not allowed", where)
         if not isinstance(node.func, ast.Name):
             raise self.fail("only calls of known functions by name are allowed", node.func)
         name = node.func.id

@@ -1,0 +1,4 @@
+"""`python -m gradviz` runs the command line."""
+from gradviz.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""`gradviz grad` through click's test runner: golden numbers, JSON shape, exit codes."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from gradviz.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def grad_json(*args):
+    result = run("grad", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+GOLDEN = [
+    ("(x+y)*z", "x=-2,y=5,z=-4", -12, {"x": -4, "y": -4, "z": 3}),
+    ("1/(1+exp(-(w0*x0+w1*x1+w2)))", "w0=2,x0=-1,w1=-3,x1=-2,w2=-3", 0.7311,
+     {"w0": -0.1966, "x0": 0.3932, "w1": -0.3932, "x1": -0.5898, "w2": 0.1966}),
+    ("abs(4 - (x*w + b))", "x=2,w=3,b=1", 3, {"x": 3, "w": 2, "b": 1}),
+]
+
+
+@pytest.mark.parametrize("expr, at, value, grads", GOLDEN, ids=[g[0] for g in GOLDEN])
+def test_golden_examples_by_backprop_and_finite_differences(expr, at, value, grads):
+    out = grad_json(expr, "--at", at)
+    assert out["expression"] == expr
+    assert out["value"] == pytest.approx(value, abs=1e-4)
+    assert out["agree"] is True
+    assert set(out["gradients"]) == set(grads)
+    for name, want in grads.items():
+        entry = out["gradients"][name]
+        assert entry["backprop"] == pytest.approx(want, abs=1e-4)
+        assert entry["numeric"] == pytest.approx(want, abs=1e-4)
+        assert entry["agree"] is True and entry["status"] == "ok"
+
+
+def test_table_output():
+    result = run("grad", "(x+y)*z", "--at", "x=-2,y=5,z=-4")
+    assert result.exit_code == 0
+    assert "f = -12" in result.output
+    assert "df/dz  3" in result.output
+    assert "agree" in result.output
+
+
+def test_wrt_and_repeated_at():
+    out = grad_json("x*y*z", "--at", "x=1,y=2", "--at", "z=3", "--wrt", "y")
+    assert list(out["gradients"]) == ["y"] and out["gradients"]["y"]["backprop"] == 3
+
+
+def test_kink_is_reported_not_a_disagreement():
+    out = grad_json("relu(x) + y", "--at", "x=0,y=1")
+    assert out["gradients"]["x"]["status"] == "kink"
+    assert out["gradients"]["x"]["agree"] is None
+    assert out["agree"] is True
+
+
+@pytest.mark.parametrize("args, message", [
+    (["__import__('os').system('id')"], "attribute access"),
+    (["x*y", "--at", "x=1"], "no value for 'y'"),
+    (["x*y", "--at", "x=1,y=2,q=3"], "does not use"),
+    (["x", "--at", "x=abc"], "not a number"),
+    (["x", "--at", "x"], "name=value"),
+    (["x", "--at", "x=1,x=2"], "twice"),
+    (["x", "--at", "x=inf"], "finite"),
+    (["x", "--at", "x=1", "--wrt", "y"], "does not use"),
+    (["foo(x)", "--at", "x=1"], "unknown function 'foo'"),
+    (["x +", "--at", "x=1"], "column"),
+    (["log(x)", "--at", "x=-1"], "not defined at this point"),
+    (["x", "--bogus"], "No such option"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = run("grad", *args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradviz: error:")
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.exit_code == 0 and "grad" in result.output
