@@ -32,6 +32,9 @@ _EXPORTS = {
     "grad": "gradviz.autodiff", "backprop": "gradviz.autodiff", "adjoints": "gradviz.autodiff",
     "Backprop": "gradviz.autodiff",
     "numeric_grad": "gradviz.numeric", "NumericGradient": "gradviz.numeric",
+    # symbolic gradients, proofs, explanations, custom ops
+    "to_sympy": "gradviz.symbolic", "from_sympy": "gradviz.symbolic",
+    "symbolic_gradients": "gradviz.symbolic",
     # errors
     "GradvizError": "gradviz.errors", "ParseError": "gradviz.errors",
     "ShapeError": "gradviz.errors",

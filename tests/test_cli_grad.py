@@ -39,6 +39,50 @@ def test_golden_examples_by_backprop_and_finite_differences(expr, at, value, gra
         assert entry["agree"] is True and entry["status"] == "ok"
 
 
+SYMBOLIC = [
+    ("(x+y)*z", "x=-2,y=5,z=-4", {"x": "z", "y": "z", "z": "x + y"}),
+    ("abs(4 - (x*w + b))", "x=2,w=3,b=1", {"b": "sign(b + w*x - 4)"}),
+    ("(w*x+b-y)**2/2", "w=0.5,x=2,b=1,y=3", {"w": "x*(b + w*x - y)"}),
+]
+
+
+@pytest.mark.parametrize("expr, at, formulas", SYMBOLIC, ids=[s[0] for s in SYMBOLIC])
+def test_symbolic_formula_and_value(expr, at, formulas):
+    out = grad_json(expr, "--at", at)
+    for name, formula in formulas.items():
+        entry = out["gradients"][name]
+        assert entry["formula"] == formula
+        assert entry["symbolic"] == pytest.approx(entry["backprop"], rel=1e-12)
+        assert entry["proof"] == "proved"
+
+
+def test_sigmoid_neuron_symbolic_values():
+    out = grad_json("1/(1+exp(-(w0*x0+w1*x1+w2)))", "--at", "w0=2,x0=-1,w1=-3,x1=-2,w2=-3")
+    assert out["gradients"]["w0"]["symbolic"] == pytest.approx(-0.19661193324148185, rel=1e-12)
+    assert out["gradients"]["w0"]["formula"].startswith("x0*exp(")
+
+
+def test_latex_flag():
+    out = grad_json("sin(x)*y", "--at", "x=0,y=2", "--latex")
+    assert out["gradients"]["x"]["latex"] == r"y \cos{\left(x \right)}"
+    result = run("grad", "sin(x)*y", "--at", "x=0,y=2", "--latex")
+    assert r"\frac{\partial f}{\partial y} = \sin{\left(x \right)}" in result.output
+
+
+def test_wrong_sympy_rule_makes_gradients_disagree(monkeypatch):
+    import sympy
+
+    from gradviz import symbolic
+
+    monkeypatch.setitem(symbolic.sympy_rules, "tanh", lambda n, x: sympy.tanh(2 * x))
+    result = run("grad", "tanh(x)", "--at", "x=0.3", "--json")
+    assert result.exit_code == 1
+    out = json.loads(result.output)
+    assert out["agree"] is False and out["gradients"]["x"]["agree"] is False
+    table = run("grad", "tanh(x)", "--at", "x=0.3")
+    assert table.exit_code == 1 and "DISAGREE" in table.output
+
+
 def test_table_output():
     result = run("grad", "(x+y)*z", "--at", "x=-2,y=5,z=-4")
     assert result.exit_code == 0

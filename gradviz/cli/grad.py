@@ -1,5 +1,5 @@
-"""`gradviz grad`: value and partial derivatives of an expression, by backprop and by finite
-differences, and whether they agree."""
+"""`gradviz grad`: value and partial derivatives of an expression, by backprop, by finite
+differences and by SymPy (formula and value), and whether they agree."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,16 @@ from gradviz.cli.common import load_expression, parse_names, parse_points, requi
 from gradviz.errors import EvaluationError, GradvizError
 
 
-def gradient_report(expression: str, at: dict[str, float], wrt: list[str]) -> dict:
-    """The `grad --json` object: value, and per variable backprop and numeric derivatives."""
+SYMBOLIC_RTOL = 1e-9  # backprop and the SymPy formula compute the same real number
+
+
+def gradient_report(expression: str, at: dict[str, float], wrt: list[str],
+                    latex: bool = False) -> dict:
+    """The `grad --json` object: value, and per variable the backprop, numeric and symbolic
+    derivatives, the simplified formula (and its LaTeX when `latex`)."""
     from gradviz.autodiff import backprop
     from gradviz.numeric import agrees, numeric_grad
+    from gradviz.symbolic import symbolic_gradients
 
     output, variables = load_expression(expression)
     require_values(variables, at)
@@ -28,18 +34,29 @@ def gradient_report(expression: str, at: dict[str, float], wrt: list[str]) -> di
         raise EvaluationError(f"the expression is not defined at this point (its value is "
                               f"{result.value})")
     numeric = numeric_grad(output, at, [variables[n] for n in names])
+    symbolic = symbolic_gradients(output, [variables[n] for n in names], around=at)
     gradients = {}
     for name in names:
         node = variables[name]
         fd = numeric[node]
+        sym = symbolic[node]
         verdict = agrees(result.grad(node), fd)
+        sym_value = sym.value(at)
+        if verdict is not None:
+            verdict = (verdict and sym.proof.equal is not False
+                       and _close(sym_value, result.grad(node)))
         gradients[name] = {
             "backprop": result.grad(node),
             "numeric": fd.value,
+            "symbolic": sym_value,
+            "formula": sym.text(),
             "numeric_error": fd.error,
             "status": fd.status,
+            "proof": sym.proof.status,
             "agree": verdict,
         }
+        if latex:
+            gradients[name]["latex"] = sym.latex()
     return {
         "expression": expression,
         "point": at,
@@ -47,6 +64,10 @@ def gradient_report(expression: str, at: dict[str, float], wrt: list[str]) -> di
         "gradients": gradients,
         "agree": all(g["agree"] is not False for g in gradients.values()),
     }
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= SYMBOLIC_RTOL * max(abs(a), abs(b), 1.0)
 
 
 def _fmt(value: float) -> str:
@@ -58,7 +79,9 @@ def _verdict(entry: dict) -> str:
         return "not differentiable here (kink)"
     if entry["status"] == "undefined":
         return "undefined nearby"
-    return "agree" if entry["agree"] else "DISAGREE"
+    if not entry["agree"]:
+        return "DISAGREE"
+    return "agree" if entry["proof"] == "proved" else "agree (symbolic routes not proved equal)"
 
 
 def print_table(report: dict) -> None:
@@ -66,15 +89,21 @@ def print_table(report: dict) -> None:
     click.echo(f"f = {report['expression']}" + (f"   at {point}" if point else ""))
     click.echo(f"f = {_fmt(report['value'])}")
     click.echo("")
-    rows = [("", "backprop", "finite diff.", "± error", "")]
+    rows = [("", "backprop", "finite diff.", "± error", "symbolic", "")]
     for name, g in report["gradients"].items():
         rows.append((f"df/d{name}", _fmt(g["backprop"]), _fmt(g["numeric"]),
-                     f"{g['numeric_error']:.1e}", _verdict(g)))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+                     f"{g['numeric_error']:.1e}", _fmt(g["symbolic"]), _verdict(g)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     click.echo("")
-    click.echo("backprop and finite differences agree" if report["agree"]
+    for name, g in report["gradients"].items():
+        if "latex" in g:
+            click.echo(f"\\frac{{\\partial f}}{{\\partial {name}}} = {g['latex']}")
+        else:
+            click.echo(f"df/d{name} = {g['formula']}")
+    click.echo("")
+    click.echo("backprop, finite differences and SymPy agree" if report["agree"]
                else "gradients DISAGREE")
 
 
@@ -84,8 +113,10 @@ def print_table(report: dict) -> None:
               help="The point: a value for every variable.")
 @click.option("--wrt", metavar="a,b", help="Differentiate with respect to these (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool) -> int:
-    """Value and partial derivatives of EXPRESSION, by backprop and finite differences.
+@click.option("--latex", is_flag=True, help="Each partial derivative's formula in LaTeX.")
+def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool,
+         latex: bool) -> int:
+    """Value and partial derivatives of EXPRESSION, by backprop, finite differences and SymPy.
 
     \b
     Example:
@@ -94,7 +125,7 @@ def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool) -
     Exit code 1 when the methods disagree; kinks (relu, abs at 0, max at a tie) are reported
     as "not differentiable here", not as disagreement.
     """
-    report = gradient_report(expression, parse_points(at), parse_names(wrt))
+    report = gradient_report(expression, parse_points(at), parse_names(wrt), latex=latex)
     if as_json:
         click.echo(json.dumps(report))
     else:

@@ -1,0 +1,507 @@
+"""Graphs to SymPy and back, symbolic gradients two ways, proofs of equality, formulas as text.
+
+`sympy_rules[op](node, *args)` gives the SymPy expression of primitive `op` applied to the SymPy
+expressions of its operands. Variables become real symbols (`real=True`, so `abs` differentiates
+to `sign`, not to `re`/`im`). SymPy only ever sees what a graph built: never a user's string.
+
+Kinked ops are written with `Max`/`Min`/`Heaviside`, never `Piecewise`, so every formula prints
+back in the expression language and converts back to graph nodes (`from_sympy`).
+
+Derivatives are "where they exist": `DiracDelta` (the derivative of a step) is dropped, and two
+formulas that differ only on a set of measure zero (a tie of `max`, the 0 of `relu`) are equal.
+This module imports SymPy; `gradviz` and its op modules never do.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import sympy as sp
+from sympy.printing.str import StrPrinter
+
+from gradviz.errors import GradvizError
+from gradviz.ir import Node, toposort
+
+# -- the translation table --------------------------------------------------------------------
+
+
+def _leaky_relu(node: Node, x):
+    s = number(node.attrs["slope"])
+    return s * x + (1 - s) * sp.Max(x, 0)
+
+
+def _elu(node: Node, x):
+    return sp.Max(x, 0) + number(node.attrs["alpha"]) * (sp.exp(sp.Min(x, 0)) - 1)
+
+
+sympy_rules: dict[str, Callable] = {
+    "add": lambda n, a, b: a + b,
+    "sub": lambda n, a, b: a - b,
+    "mul": lambda n, a, b: a * b,
+    "div": lambda n, a, b: a / b,
+    "neg": lambda n, a: -a,
+    "pow": lambda n, a, b: a ** b,
+    "exp": lambda n, x: sp.exp(x),
+    "log": lambda n, x: sp.log(x),
+    "sqrt": lambda n, x: sp.sqrt(x),
+    "abs": lambda n, x: sp.Abs(x),
+    "sin": lambda n, x: sp.sin(x),
+    "cos": lambda n, x: sp.cos(x),
+    "tanh": lambda n, x: sp.tanh(x),
+    "sigmoid": lambda n, x: 1 / (1 + sp.exp(-x)),
+    "softplus": lambda n, x: sp.log(1 + sp.exp(x)),
+    "relu": lambda n, x: sp.Max(x, 0),
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    # step(0) = 0, as in gradviz; SymPy's own default is 1/2
+    "step": lambda n, x: sp.Heaviside(x, 0),
+    "sign": lambda n, x: sp.sign(x),
+    "maximum": lambda n, a, b: sp.Max(a, b),
+    "minimum": lambda n, a, b: sp.Min(a, b),
+}
+
+# Primitives that only mean something on tensors; translating a graph that uses one is an error.
+TENSOR_ONLY = frozenset({
+    "broadcast_to", "sum", "reshape", "transpose", "matmul", "amax", "conv2d",
+    "conv2d_transpose", "conv2d_weight_grad", "max_pool2d", "max_pool2d_grad",
+    "max_pool2d_gather", "avg_pool2d", "avg_pool2d_transpose", "softmax", "log_softmax",
+})
+
+
+def _rule(op: str) -> Callable:
+    rule = sympy_rules.get(op)
+    if rule is not None:
+        return rule
+    from gradviz import custom
+
+    if op in custom.sympy_rules:
+        user_rule = custom.sympy_rules[op]
+        return lambda node, *args: user_rule(*args)
+    if op in TENSOR_ONLY:
+        raise GradvizError(f"SymPy translation supports scalar graphs; {op!r} is a tensor op")
+    raise GradvizError(f"no SymPy rule for op {op!r}")
+
+
+# -- numbers and symbols ----------------------------------------------------------------------
+def number(value: float) -> sp.Expr:
+    """A float as SymPy: an Integer or a small Rational when exactly equal, else a Float."""
+    value = float(value)
+    if not math.isfinite(value):
+        return {math.inf: sp.oo, -math.inf: -sp.oo}.get(value, sp.nan)
+    if value == int(value):
+        return sp.Integer(int(value))
+    r = sp.Rational(value).limit_denominator(10_000)
+    if float(r) == value:
+        return r
+    return sp.Float(value, 17)
+
+
+def symbol(name: str) -> sp.Symbol:
+    """The SymPy symbol gradviz uses for variable `name` (real)."""
+    return sp.Symbol(name, real=True)
+
+
+# -- graph -> SymPy ---------------------------------------------------------------------------
+def to_sympy(outputs: Node | Sequence[Node], substitute: Mapping[Node, sp.Expr] | None = None):
+    """The SymPy expression of a scalar node (or a list of them, sharing one translation).
+
+    `substitute` maps nodes to expressions to use in their place (e.g. a symbol standing for an
+    intermediate value). Iterative: a graph of any depth translates without recursion.
+    """
+    single = isinstance(outputs, Node)
+    roots = [outputs] if single else list(outputs)
+    memo: dict[Node, sp.Expr] = dict(substitute or {})
+    names: dict[str, Node] = {}
+    for node in toposort(roots):
+        if node in memo:
+            continue
+        if node.shape != ():
+            raise GradvizError(f"SymPy translation supports scalar graphs; {node.op!r} has shape "
+                               f"{node.shape}")
+        if node.op in ("var", "param"):
+            other = names.setdefault(node.name, node)
+            if other is not node:
+                raise GradvizError(f"two different variables are named {node.name!r}")
+            memo[node] = symbol(node.name)
+        elif node.op == "const":
+            memo[node] = number(node.attrs["value"])
+        else:
+            memo[node] = _rule(node.op)(node, *(memo[s] for s in node.src))
+    out = [memo[r] for r in roots]
+    return out[0] if single else out
+
+
+# -- SymPy -> graph ---------------------------------------------------------------------------
+_FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sin: "sin", sp.cos: "cos",
+              sp.tanh: "tanh", sp.sign: "sign"}
+
+
+def from_sympy(expr: sp.Expr, variables: dict[str, Node] | None = None) -> Node:
+    """Graph nodes computing a SymPy expression built in Python (never parse a user's string
+    with SymPy: use `gradviz.parse`). Symbols become `var` nodes, looked up in and added to
+    `variables` by name. Sums with negative terms become `sub`, negative powers `div`."""
+    from gradviz import ops
+
+    variables = {} if variables is None else variables
+    if isinstance(expr, (int, float)):
+        expr = number(expr)
+    if not isinstance(expr, sp.Expr):
+        raise GradvizError(f"from_sympy takes a SymPy expression, not {type(expr).__name__}")
+    built: dict[sp.Basic, Node] = {}
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if e in built:
+            continue
+        parts = _parts(e)
+        if ready or not parts:
+            built[e] = _combine(e, parts, built, variables, ops)
+            continue
+        stack.append((e, True))
+        stack.extend((p, False) for p in reversed(parts) if p not in built)
+    return built[expr]
+
+
+def _parts(e: sp.Basic) -> list[sp.Basic]:
+    """The sub-expressions `e` is built from, as `_combine` will use them."""
+    if e.is_Atom:
+        return []
+    if isinstance(e, sp.Add):
+        return [-t if t.could_extract_minus_sign() else t for t in e.args]
+    if isinstance(e, sp.Mul):
+        num, den = _split_mul(e)
+        return num + den
+    if isinstance(e, sp.Pow):
+        base, exp_ = e.args
+        if exp_.is_Number and exp_ < 0:
+            return [base ** -exp_]
+        if exp_ == sp.Rational(1, 2):
+            return [base]
+        return [base, exp_]
+    return list(e.args)
+
+
+def _split_mul(e: sp.Mul) -> tuple[list, list]:
+    """Numerator and denominator factors of a product; the sign is left out (see `_combine`)."""
+    coeff, factors = e.as_coeff_mul()
+    num, den = [], []
+    if isinstance(coeff, sp.Rational):
+        if abs(coeff.p) != 1:
+            num.append(sp.Integer(abs(coeff.p)))
+        if coeff.q != 1:
+            den.append(sp.Integer(coeff.q))
+    elif abs(coeff) != 1:
+        num.append(abs(coeff))
+    for f in factors:
+        if isinstance(f, sp.Pow) and f.args[1].is_Number and f.args[1] < 0:
+            den.append(f.args[0] ** -f.args[1])
+        else:
+            num.append(f)
+    return num, den
+
+
+def _combine(e: sp.Basic, parts: list, built: dict, variables: dict, ops) -> Node:
+    if isinstance(e, sp.Symbol):
+        if e.name not in variables:
+            variables[e.name] = ops.var(e.name)
+        return variables[e.name]
+    if e.is_Number:
+        if not e.is_real:
+            raise GradvizError(f"{e} is not a real number")
+        return ops.const(float(e))
+    if e in (sp.pi, sp.E):
+        return ops.const(float(e))
+    args = [built[p] for p in parts]
+    if isinstance(e, sp.Add):
+        minus = [t.could_extract_minus_sign() for t in e.args]
+        plus = [node for node, m in zip(args, minus) if not m]
+        out = _fold(ops.add, plus) if plus else None
+        for node, m in zip(args, minus):
+            if m:
+                out = ops.neg(node) if out is None else ops.sub(out, node)
+        return out
+    if isinstance(e, sp.Mul):
+        num, den = _split_mul(e)
+        out = _product(args[:len(num)], ops)
+        if den:
+            out = ops.div(out, _product(args[len(num):], ops))
+        return ops.neg(out) if e.as_coeff_mul()[0] < 0 else out
+    if isinstance(e, sp.Pow):
+        base, exp_ = e.args
+        if exp_.is_Number and exp_ < 0:
+            return ops.div(1.0, args[0])
+        if exp_ == sp.Rational(1, 2):
+            return ops.sqrt(args[0])
+        return ops.pow_(args[0], args[1])
+    if isinstance(e, sp.Heaviside):
+        return ops.step(args[0])
+    if isinstance(e, (sp.Max, sp.Min)):
+        return _fold(ops.maximum if isinstance(e, sp.Max) else ops.minimum, args)
+    for fn, name in _FUNCTIONS.items():
+        if isinstance(e, fn):
+            return getattr(ops, "abs_" if name == "abs" else name)(args[0])
+    raise GradvizError(f"no gradviz op for SymPy {type(e).__name__}")
+
+
+def _fold(build, nodes: list[Node]) -> Node:
+    out = nodes[0]
+    for node in nodes[1:]:
+        out = build(out, node)
+    return out
+
+
+def _product(nodes: list[Node], ops) -> Node:
+    return _fold(ops.mul, nodes) if nodes else ops.const(1.0)
+
+
+# -- calculus ---------------------------------------------------------------------------------
+def diff(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """d expr / d var where it exists: the Dirac deltas of steps and signs are dropped."""
+    return _drop_deltas(sp.diff(expr, var))
+
+
+def _drop_deltas(expr: sp.Expr) -> sp.Expr:
+    if expr.has(sp.DiracDelta):
+        expr = expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.Integer(0))
+    return expr
+
+
+def _one_heaviside(expr: sp.Expr) -> sp.Expr:
+    """Heaviside(x, h0) -> Heaviside(x): conventions at 0 differ only where a kink is."""
+    if expr.has(sp.Heaviside):
+        expr = expr.replace(lambda e: isinstance(e, sp.Heaviside) and len(e.args) > 1,
+                            lambda e: sp.Heaviside(e.args[0]))
+    return expr
+
+
+def tidy(expr: sp.Expr) -> sp.Expr:
+    """A short, readable form of `expr`: `simplify`, unless that brings in functions the
+    expression did not have (SymPy likes to turn sigmoid derivatives into cosh), or is longer."""
+    if sp.count_ops(expr) > MAX_TIDY_OPS:
+        return expr
+    had = {type(f) for f in expr.atoms(sp.Function)}
+    best = expr
+    for candidate in (sp.simplify(expr), sp.factor_terms(sp.cancel(expr))):
+        new = {type(f) for f in candidate.atoms(sp.Function)} - had
+        if not new and sp.count_ops(candidate) < sp.count_ops(best):
+            best = candidate
+    return best
+
+
+# simplify's cost grows fast with size: a formula is tidied up to MAX_TIDY_OPS operations (bigger
+# ones are shown with shared subterms named), and proofs are tried up to MAX_SIMPLIFY_OPS.
+MAX_TIDY_OPS = 60
+MAX_SIMPLIFY_OPS = 300
+
+
+# -- proofs -----------------------------------------------------------------------------------
+PROVED, NOT_PROVED, DIFFERENT = "proved", "not proved", "different"
+
+
+@dataclass
+class Proof:
+    """Whether two expressions are equal: `status` is "proved" (their difference simplifies to 0,
+    up to kinks), "not proved" (equal at `points` random points, SymPy could not decide) or
+    "different" (they differ at `point`, where they are `values`)."""
+
+    status: str
+    points: int = 0
+    point: dict[str, float] | None = None
+    values: tuple[float, float] | None = None
+
+    @property
+    def equal(self) -> bool | None:
+        return {PROVED: True, DIFFERENT: False}.get(self.status)
+
+
+def is_zero(expr: sp.Expr) -> bool:
+    """Whether SymPy can show `expr` is 0 wherever it is defined, kinks aside."""
+    expr = _one_heaviside(_drop_deltas(expr))
+    if expr == 0:
+        return True
+    if sp.count_ops(expr) > MAX_SIMPLIFY_OPS:
+        return False
+    if sp.simplify(expr) == 0:
+        return True
+    if expr.has(sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign):
+        return _zero_almost_everywhere(sp.simplify(expr.rewrite(sp.Piecewise)))
+    if expr.has(sp.tanh):
+        return sp.simplify(expr.rewrite(sp.exp)) == 0
+    return False
+
+
+def _zero_almost_everywhere(expr: sp.Expr) -> bool:
+    """0, or a Piecewise that is 0 except where an equality holds (a set of measure zero) or
+    where earlier pieces already cover every real value."""
+    if expr == 0:
+        return True
+    if not isinstance(expr, sp.Piecewise):
+        return False
+    covered = sp.false
+    for value, cond in expr.args:
+        if value != 0 and not _measure_zero(cond) and not _always(covered):
+            return False
+        covered = covered | cond
+    return True
+
+
+def _measure_zero(cond) -> bool:
+    return isinstance(cond, sp.Eq) or isinstance(cond, sp.And) and any(
+        isinstance(c, sp.Eq) for c in cond.args)
+
+
+def _always(cond) -> bool:
+    """Whether a condition holds for every real value (SymPy decides this for one variable)."""
+    if cond == sp.true:
+        return True
+    if len(cond.free_symbols) != 1:
+        return False
+    try:
+        return cond.as_set() == sp.S.Reals
+    except (NotImplementedError, TypeError, ValueError):
+        return False
+
+
+def prove_equal(a: sp.Expr, b: sp.Expr, *, points: int = 20, seed: int = 0,
+                around: Mapping[str, float] | None = None, rtol: float = 1e-9) -> Proof:
+    """Prove `a == b` with SymPy; when it cannot decide, compare them at random points."""
+    if is_zero(a - b):
+        return Proof(PROVED)
+    symbols = sorted((a - b).free_symbols | a.free_symbols | b.free_symbols, key=str)
+    agreed = 0
+    for point in sample_points([s.name for s in symbols], points, seed=seed, around=around):
+        va, vb = evaluate(a, point), evaluate(b, point)
+        if not (math.isfinite(va) and math.isfinite(vb)):
+            continue
+        if abs(va - vb) > rtol * max(abs(va), abs(vb), 1.0):
+            return Proof(DIFFERENT, agreed, point, (va, vb))
+        agreed += 1
+    return Proof(NOT_PROVED, agreed)
+
+
+def sample_points(names: Sequence[str], count: int, *, seed: int = 0,
+                  around: Mapping[str, float] | None = None) -> Iterable[dict[str, float]]:
+    """Random points: the first half near `around` (when given), the rest in [-3, 3]; a few are
+    positive-only, for expressions with logs and square roots."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        if around and i < count // 2:
+            yield {n: float(around.get(n, 0.0) + rng.normal(0.0, 0.5)) for n in names}
+        elif i % 3 == 2:
+            yield {n: float(rng.uniform(0.1, 3.0)) for n in names}
+        else:
+            yield {n: float(rng.uniform(-3.0, 3.0)) for n in names}
+
+
+def evaluate(expr: sp.Expr, point: Mapping[str, float]) -> float:
+    """The value of `expr` at a point {name: value}; nan where it is not a real number."""
+    subs = {s: sp.Float(point[s.name], 17) for s in expr.free_symbols if s.name in point}
+    missing = [s.name for s in expr.free_symbols if s.name not in point]
+    if missing:
+        raise GradvizError(f"no value for {', '.join(map(repr, sorted(missing)))}")
+    try:
+        value = complex(sp.N(expr.xreplace(subs), 17))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return math.nan
+    if abs(value.imag) > 1e-12 * max(1.0, abs(value.real)):
+        return math.nan
+    return value.real
+
+
+# -- symbolic gradients -----------------------------------------------------------------------
+@dataclass
+class SymbolicGradient:
+    """d output / d variable, two ways: `expr` from `sympy.diff` of the forward expression,
+    `backward` from translating the backward graph autodiff built; `proof` says whether they
+    are equal. `formula` is the tidied `expr`."""
+
+    variable: str
+    expr: sp.Expr
+    backward: sp.Expr
+    formula: sp.Expr
+    proof: Proof
+
+    def value(self, point: Mapping[str, float]) -> float:
+        """The formula's value at a point {name: value}."""
+        return evaluate(self.formula, point)
+
+    def text(self) -> str:
+        """The formula in the expression language (parseable by `gradviz.parse`)."""
+        return formula_text(self.formula)
+
+    def latex(self) -> str:
+        """The formula in LaTeX."""
+        return latex(self.formula)
+
+
+def symbolic_gradients(output: Node, wrt: Iterable[Node] | None = None, *,
+                       around: Mapping[str, float] | None = None) -> dict[Node, SymbolicGradient]:
+    """Symbolic partial derivatives of the scalar `output` with respect to each of `wrt` (default:
+    every variable), each computed by `sympy.diff` and by autodiff's backward graph, and proved
+    equal (or checked at random points near `around`)."""
+    from gradviz.autodiff import grad
+
+    wrt = [n for n in toposort(output) if n.op in ("var", "param")] if wrt is None else list(wrt)
+    backward_nodes = grad(output, wrt)
+    forward, *backward = _guard(to_sympy, [output, *backward_nodes])
+    result = {}
+    for w, b in zip(wrt, backward):
+        d = _guard(diff, forward, symbol(w.name))
+        formula = _guard(tidy, d)
+        proof = _guard(prove_equal, d, b, around=around)
+        result[w] = SymbolicGradient(w.name, d, b, formula, proof)
+    return result
+
+
+def _guard(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except RecursionError:
+        raise GradvizError("the expression is too deep for SymPy") from None
+
+
+# -- text -------------------------------------------------------------------------------------
+class _ExpressionPrinter(StrPrinter):
+    """SymPy to gradviz's expression language: `step`, `max`, `min`, `abs`, plain floats."""
+
+    def _print_Heaviside(self, e):
+        return f"step({self._print(e.args[0])})"
+
+    def _print_Max(self, e):
+        return f"max({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Min(self, e):
+        return f"min({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Abs(self, e):
+        return f"abs({self._print(e.args[0])})"
+
+    def _print_Exp1(self, e):
+        return "exp(1)"
+
+    def _print_Float(self, e):
+        from gradviz.text import format_number
+
+        return format_number(float(e))
+
+
+CSE_OPS = 40  # formulas with more operations than this are shown with shared subterms named
+
+
+def formula_text(expr: sp.Expr) -> str:
+    """`expr` as text in the expression language. Big formulas name their repeated parts:
+    `c0 = exp(-x); x*c0/(c0 + 1)**2`."""
+    printer = _ExpressionPrinter()
+    if sp.count_ops(expr) <= CSE_OPS:
+        return printer.doprint(expr)
+    names = sp.numbered_symbols("c", exclude=expr.free_symbols, real=True)
+    replacements, (reduced,) = sp.cse(expr, symbols=names)
+    lines = [f"{printer.doprint(s)} = {printer.doprint(v)}" for s, v in replacements]
+    return "; ".join([*lines, printer.doprint(reduced)])
+
+
+def latex(expr: sp.Expr) -> str:
+    """`expr` in LaTeX (steps written as H(x))."""
+    return sp.latex(expr)
