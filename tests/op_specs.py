@@ -122,6 +122,174 @@ SPECS: list[OpSpec] = [
 ]
 
 
+
+# -- network ops (gradviz.ops.nn, gradviz.nn.losses): references are naive loops over windows --
+def _windows_of(h, w, kernel, stride, pad=0):
+    """(i, j, row slice, column slice) of every window of a padded h x w plane."""
+    (kh, kw), (sh, sw) = kernel, stride
+    for i in range((h + 2 * pad - kh) // sh + 1):
+        for j in range((w + 2 * pad - kw) // sw + 1):
+            yield i, j, slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
+
+
+def _pad(x, pad):
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+
+
+def _conv_ref(stride, pad):
+    def ref(x, w):
+        kernel = w.shape[2:]
+        wins = list(_windows_of(*x.shape[2:], kernel, (stride, stride), pad))
+        out = np.zeros((x.shape[0], w.shape[0], wins[-1][0] + 1, wins[-1][1] + 1))
+        for i, j, rows, cols in wins:
+            out[:, :, i, j] = np.einsum("nckl,ockl->no", _pad(x, pad)[:, :, rows, cols], w)
+        return out
+    return ref
+
+
+def _conv_transpose_ref(in_hw, stride, pad):
+    def ref(g, w):
+        out = np.zeros((g.shape[0], w.shape[1], in_hw[0] + 2 * pad, in_hw[1] + 2 * pad))
+        for i, j, rows, cols in _windows_of(*in_hw, w.shape[2:], (stride, stride), pad):
+            out[:, :, rows, cols] += np.einsum("no,ockl->nckl", g[:, :, i, j], w)
+        return out[:, :, pad:pad + in_hw[0], pad:pad + in_hw[1]]
+    return ref
+
+
+def _conv_weight_grad_ref(kernel, stride, pad):
+    def ref(x, g):
+        out = np.zeros((g.shape[1], x.shape[1], *kernel))
+        for i, j, rows, cols in _windows_of(*x.shape[2:], kernel, (stride, stride), pad):
+            out += np.einsum("nckl,no->ockl", _pad(x, pad)[:, :, rows, cols], g[:, :, i, j])
+        return out
+    return ref
+
+
+def _pool_ref(kernel, stride, reduce):
+    def ref(x):
+        wins = list(_windows_of(*x.shape[2:], (kernel, kernel), (stride, stride)))
+        out = np.zeros((*x.shape[:2], wins[-1][0] + 1, wins[-1][1] + 1))
+        for i, j, rows, cols in wins:
+            out[:, :, i, j] = reduce(x[:, :, rows, cols], axis=(2, 3))
+        return out
+    return ref
+
+
+def _argmax_cells(x, kernel, stride):
+    """(n, c, i, j, row, col) for the first maximum of every window."""
+    for i, j, rows, cols in _windows_of(*x.shape[2:], (kernel, kernel), (stride, stride)):
+        for n in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                a, b = np.unravel_index(np.argmax(x[n, c, rows, cols]), (kernel, kernel))
+                yield n, c, i, j, rows.start + a, cols.start + b
+
+
+def _max_pool_grad_ref(kernel, stride):
+    def ref(x, g):
+        out = np.zeros_like(x)
+        for n, c, i, j, r, q in _argmax_cells(x, kernel, stride):
+            out[n, c, r, q] += g[n, c, i, j]
+        return out
+    return ref
+
+
+def _max_pool_gather_ref(kernel, stride):
+    def ref(x, h):
+        out = _pool_ref(kernel, stride, np.max)(x)
+        for n, c, i, j, r, q in _argmax_cells(x, kernel, stride):
+            out[n, c, i, j] = h[n, c, r, q]
+        return out
+    return ref
+
+
+def _avg_pool_transpose_ref(in_hw, kernel, stride):
+    def ref(g):
+        out = np.zeros((*g.shape[:2], *in_hw))
+        for i, j, rows, cols in _windows_of(*in_hw, (kernel, kernel), (stride, stride)):
+            out[:, :, rows, cols] += g[:, :, i, j][:, :, None, None] / kernel ** 2
+        return out
+    return ref
+
+
+def _log_softmax_ref(x, axis=-1):
+    return x - np.log(np.sum(np.exp(x), axis=axis, keepdims=True))
+
+
+def _softplus_ref(x):
+    return np.log1p(np.exp(x))
+
+
+def _onehot_rows(rng, shape):
+    """Target distributions: rows of non-negative numbers summing to 1."""
+    p = rng.uniform(0.1, 1.0, size=shape)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def _mask(rng, shape):
+    return rng.integers(0, 2, size=shape).astype(float)
+
+
+def _nn_specs() -> list[OpSpec]:
+    from gradviz.nn import losses
+    from gradviz.ops import nn
+
+    img, filt = (2, 2, 5, 6), (3, 2, 3, 2)
+    return [
+        OpSpec("conv2d", "conv2d", nn.conv2d, _conv_ref(1, 0), ((2, 2, 5, 5), (3, 2, 3, 3)),
+               scalar=False),
+        OpSpec("conv2d_stride_pad", "conv2d", lambda x, w: nn.conv2d(x, w, 2, 1),
+               _conv_ref(2, 1), (img, filt), scalar=False),
+        OpSpec("conv2d_transpose", "conv2d_transpose",
+               lambda g, w: nn.conv2d_transpose(g, w, (5, 6), 2, 1),
+               _conv_transpose_ref((5, 6), 2, 1), ((2, 3, 3, 4), filt), scalar=False),
+        OpSpec("conv2d_weight_grad", "conv2d_weight_grad",
+               lambda x, g: nn.conv2d_weight_grad(x, g, (3, 2), 2, 1),
+               _conv_weight_grad_ref((3, 2), 2, 1), (img, (2, 3, 3, 4)), scalar=False),
+        OpSpec("max_pool2d", "max_pool2d", lambda x: nn.max_pool2d(x, 2),
+               _pool_ref(2, 2, np.max), ((2, 2, 4, 5),), scalar=False),
+        OpSpec("max_pool2d_overlap", "max_pool2d", lambda x: nn.max_pool2d(x, 3, 1),
+               _pool_ref(3, 1, np.max), ((1, 2, 4, 5),), scalar=False),
+        OpSpec("max_pool2d_grad", "max_pool2d_grad", lambda x, g: nn.max_pool2d_grad(x, g, 3, 1),
+               _max_pool_grad_ref(3, 1), ((1, 2, 4, 5), (1, 2, 2, 3)), scalar=False),
+        OpSpec("max_pool2d_gather", "max_pool2d_gather",
+               lambda x, h: nn.max_pool2d_gather(x, h, 3, 1), _max_pool_gather_ref(3, 1),
+               ((1, 2, 4, 5), (1, 2, 4, 5)), scalar=False),
+        OpSpec("avg_pool2d", "avg_pool2d", lambda x: nn.avg_pool2d(x, 2),
+               _pool_ref(2, 2, np.mean), ((2, 2, 4, 5),), scalar=False),
+        OpSpec("avg_pool2d_transpose", "avg_pool2d_transpose",
+               lambda g: nn.avg_pool2d_transpose(g, (5, 5), 3, 2),
+               _avg_pool_transpose_ref((5, 5), 3, 2), ((2, 2, 2, 2),), scalar=False),
+        OpSpec("amax_axis1", "amax", lambda x: nn.amax(x, 1), lambda x: np.max(x, 1), (M,),
+               scalar=False),
+        OpSpec("amax_all", "amax", nn.amax, np.max, (M,), scalar=False),
+        OpSpec("softplus", "softplus", nn.softplus, _softplus_ref, (S,), domain=uniform(-6, 6)),
+        OpSpec("softplus_tensor", "softplus", nn.softplus, _softplus_ref, (M,), scalar=False),
+        OpSpec("flatten", "reshape", nn.flatten, lambda x: x.reshape(2, -1), ((2, 2, 3),),
+               scalar=False),
+        OpSpec("log_softmax", "amax", nn.log_softmax, _log_softmax_ref, ((3, 4),), scalar=False),
+        OpSpec("softmax_axis0", "amax", lambda x: nn.softmax(x, 0),
+               lambda x: np.exp(_log_softmax_ref(x, 0)), ((3, 4),), scalar=False),
+        OpSpec("maxout", "amax", lambda x: nn.maxout(x, 2),
+               lambda x: x.reshape(3, 2, 2).max(-1), ((3, 4),), scalar=False),
+        OpSpec("dropout", "mul", lambda x, m: nn.dropout(x, m, 0.25),
+               lambda x, m: x * m / 0.75, (M, M), domain=(uniform(-2, 2), _mask), scalar=False),
+        OpSpec("cross_entropy", "amax", losses.cross_entropy,
+               lambda z, t: np.mean(-np.sum(t * _log_softmax_ref(z), -1)), ((3, 4), (3, 4)),
+               domain=(uniform(-3, 3), _onehot_rows), scalar=False),
+        OpSpec("binary_cross_entropy", "softplus", losses.binary_cross_entropy,
+               lambda z, t: np.mean(-t * np.log(_sigmoid(z)) - (1 - t) * np.log(1 - _sigmoid(z))),
+               ((4, 1), (4, 1)), domain=(uniform(-4, 4), uniform(0, 1)), scalar=False),
+        OpSpec("mse", "mul", losses.mse, lambda a, b: np.mean((a - b) ** 2), (M, M),
+               scalar=False),
+        OpSpec("rmse", "sqrt", losses.rmse, lambda a, b: np.sqrt(np.mean((a - b) ** 2)), (M, M),
+               scalar=False),
+        OpSpec("l2_penalty", "mul", lambda w, b: losses.l2_penalty([w, b], 0.01),
+               lambda w, b: 0.01 * (np.sum(w ** 2) + np.sum(b ** 2)), (M, V), scalar=False),
+    ]
+
+
+SPECS += _nn_specs()
+
 @dataclass
 class KinkCase:
     """An expression evaluated exactly on a kink: finite differences must say so."""

@@ -8,13 +8,17 @@ from gradviz.ops.elementwise import (abs_, add, cos, div, elu, exp, leaky_relu, 
                                      sub, tanh)
 from gradviz.ops.leaves import const, lift, param, var, vars
 from gradviz.ops.linalg import matmul
+from gradviz.ops.nn import (amax, avg_pool2d, conv2d, dropout, flatten, log_softmax, max_pool2d,
+                            maxout, softmax, softplus)
 from gradviz.ops.reduce import mean, sum
 from gradviz.ops.shape import broadcast_to, make, reshape, sum_to, transpose
 
 __all__ = ["abs_", "add", "broadcast_to", "const", "cos", "div", "elu", "exp", "leaky_relu",
            "lift", "log", "make", "matmul", "maximum", "mean", "minimum", "mul", "neg", "param",
            "pow_", "relu", "reshape", "sigmoid", "sign", "sin", "sqrt", "step", "sub", "sum",
-           "sum_to", "tanh", "transpose", "var", "vars"]
+           "sum_to", "tanh", "transpose", "var", "vars",
+           "amax", "avg_pool2d", "conv2d", "dropout", "flatten", "log_softmax", "max_pool2d",
+           "maxout", "softmax", "softplus"]
 
 
 def _install_operators() -> None:

@@ -1,0 +1,464 @@
+"""Network ops: convolution, pooling, the `amax` reduction, softplus, and the composites built on
+them (flatten, softmax, log-softmax, dropout, maxout).
+
+Primitives, and why each is one:
+
+- `conv2d` (NCHW input, OIHW weight, stride, zero padding) with its two adjoints
+  `conv2d_transpose` (gradient wrt the input) and `conv2d_weight_grad` (wrt the weight). The
+  three are the partial derivatives of one trilinear form B(x, w, g) = <g, conv2d(x, w)>, so the
+  VJPs of each are built from the other two and second order works to any depth.
+- `max_pool2d` routes its gradient to each window's first maximum with `max_pool2d_grad`
+  (a scatter); that scatter's adjoint is `max_pool2d_gather`, and the pair closes under VJP.
+- `avg_pool2d` and its adjoint `avg_pool2d_transpose` (linear, each the other's VJP).
+- `amax`: max over axes. Its VJP splits the gradient evenly among the maxima of each slice
+  (a subgradient; one maximum per slice almost everywhere). It makes softmax stable and is
+  maxout's reduction; the mask is built from `step`, so no extra primitive is needed.
+- `softplus` log(1 + e**x): computed stably as logaddexp(0, x), with derivative sigmoid(x). The
+  composite relu(x) + log(1 + exp(-|x|)) is stable too, but its VJP is wrong at exactly x = 0
+  (the kinks of relu and abs cancel in value, not in their one-sided gradients), and a logit of
+  exactly 0 is what a zero-initialised model produces.
+
+Composites: `flatten` (a reshape), `log_softmax` (x - max - log(sum(exp(x - max))), stable for
+any logits), `softmax`, `dropout` (x * mask / (1 - rate); the 0/1 mask is an *input*, so a step
+is reproducible), `maxout` (amax over groups of units).
+
+Convolution and pooling run as strided views plus one matrix product or a few strided adds, over
+the whole batch at once (no Python loop over samples).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from gradviz.errors import GradvizError, ShapeError
+from gradviz.ir import Node
+from gradviz.ops.elementwise import _scale, div, exp, log, mul, sigmoid, step, sub
+from gradviz.ops.leaves import lift
+from gradviz.ops.reduce import _normalize_axes, _reduced_shape, sum as sum_
+from gradviz.ops.shape import broadcast_to, make, reshape
+from gradviz.rules import primitive
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)):
+        value = (int(value), int(value))
+    try:
+        a, b = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise GradvizError(f"{what} must be an int or a pair of ints, got {value!r}") from None
+    return a, b
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _check_4d(op: str, *nodes: Node) -> None:
+    for n in nodes:
+        if n.ndim != 4:
+            raise ShapeError(f"{op} takes 4-D (N, C, H, W) operands, got shape {n.shape}")
+    if len({n.dtype for n in nodes}) > 1:
+        raise ShapeError(f"{op}: operand dtypes differ: {[n.dtype for n in nodes]}")
+
+
+# -- conv2d and its adjoints --------------------------------------------------------------------
+def _conv_out_hw(h, w, kh, kw, stride, padding):
+    oh = _out_size(h, kh, stride[0], padding[0])
+    ow = _out_size(w, kw, stride[1], padding[1])
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{w} input with "
+                         f"padding {padding}")
+    return oh, ow
+
+
+def _conv2d_shape(x: Node, w: Node, *, stride, padding):
+    _check_4d("conv2d", x, w)
+    n, c, h, wd = x.shape
+    o, cw, kh, kw = w.shape
+    if c != cw:
+        raise ShapeError(f"conv2d: input has {c} channels but the weight {w.shape} expects {cw}")
+    return (n, o, *_conv_out_hw(h, wd, kh, kw, stride, padding)), x.dtype
+
+
+def _conv2d_transpose_shape(g: Node, w: Node, *, stride, padding, in_hw):
+    _check_4d("conv2d_transpose", g, w)
+    o, c, kh, kw = w.shape
+    if g.shape[1] != o or g.shape[2:] != _conv_out_hw(*in_hw, kh, kw, stride, padding):
+        raise ShapeError(f"conv2d_transpose: gradient {g.shape} does not match weight {w.shape} "
+                         f"on a {in_hw[0]}x{in_hw[1]} input")
+    return (g.shape[0], c, *in_hw), g.dtype
+
+
+def _conv2d_weight_grad_shape(x: Node, g: Node, *, stride, padding, kernel):
+    _check_4d("conv2d_weight_grad", x, g)
+    n, c, h, wd = x.shape
+    if g.shape[0] != n or g.shape[2:] != _conv_out_hw(h, wd, *kernel, stride, padding):
+        raise ShapeError(f"conv2d_weight_grad: gradient {g.shape} does not match input {x.shape} "
+                         f"and kernel {kernel}")
+    return (g.shape[1], c, *kernel), x.dtype
+
+
+def _pad(x: np.ndarray, padding) -> np.ndarray:
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def _windows(xp: np.ndarray, kh, kw, stride, oh, ow) -> np.ndarray:
+    """View (N, C, OH, OW, KH, KW) of every kernel-sized window (no copy)."""
+    view = sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    return view[:, :, ::stride[0], ::stride[1]][:, :, :oh, :ow]
+
+
+def _im2col(x: np.ndarray, kh, kw, stride, padding, oh, ow) -> np.ndarray:
+    """The (N*OH*OW, C*KH*KW) matrix whose rows are the flattened input windows."""
+    win = _windows(_pad(x, padding), kh, kw, stride, oh, ow)
+    n, c = x.shape[:2]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+
+
+def _conv2d_impl(node: Node, x, w):
+    n, o, oh, ow = node.shape
+    kh, kw = w.shape[2:]
+    cols = _im2col(x, kh, kw, node.attrs["stride"], node.attrs["padding"], oh, ow)
+    out = cols @ w.reshape(o, -1).T
+    return np.ascontiguousarray(out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2))
+
+
+def _conv2d_transpose_impl(node: Node, g, w):
+    # col2im: each kernel offset (a, b) adds its column block back onto a strided slice of the
+    # padded input; a loop over the KH*KW offsets, never over the batch.
+    n, c, h, wd = node.shape
+    o, _, kh, kw = w.shape
+    oh, ow = g.shape[2:]
+    (sh, sw), (ph, pw) = node.attrs["stride"], node.attrs["padding"]
+    cols = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, o) @ w.reshape(o, -1)
+    blocks = cols.reshape(n, oh, ow, c, kh, kw).transpose(4, 5, 0, 3, 1, 2)
+    out = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=np.result_type(g, w))
+    for a in range(kh):
+        for b in range(kw):
+            out[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw] += blocks[a, b]
+    return out[:, :, ph:ph + h, pw:pw + wd]
+
+
+def _conv2d_weight_grad_impl(node: Node, x, g):
+    o, c, kh, kw = node.shape
+    n, _, oh, ow = g.shape
+    cols = _im2col(x, kh, kw, node.attrs["stride"], node.attrs["padding"], oh, ow)
+    return (g.transpose(1, 0, 2, 3).reshape(o, n * oh * ow) @ cols).reshape(o, c, kh, kw)
+
+
+# With B(x, w, g) = <g, conv2d(x, w)>: conv2d_transpose(g, w) = dB/dx and
+# conv2d_weight_grad(x, g) = dB/dw. Pairing each with an upstream gradient h and differentiating
+# B again gives every VJP below from the same three ops.
+def _conv2d_vjp(node: Node, g: Node):
+    x, w = node.src
+    attrs = node.attrs
+    return (conv2d_transpose(g, w, x.shape[2:], **attrs),
+            conv2d_weight_grad(x, g, w.shape[2:], **attrs))
+
+
+def _conv2d_transpose_vjp(node: Node, h: Node):
+    g, w = node.src
+    stride, padding = node.attrs["stride"], node.attrs["padding"]
+    return (conv2d(h, w, stride, padding),
+            conv2d_weight_grad(h, g, w.shape[2:], stride, padding))
+
+
+def _conv2d_weight_grad_vjp(node: Node, h: Node):
+    x, g = node.src
+    stride, padding = node.attrs["stride"], node.attrs["padding"]
+    return (conv2d_transpose(g, h, x.shape[2:], stride, padding),
+            conv2d(x, h, stride, padding))
+
+
+primitive("conv2d", shape=_conv2d_shape, impl=_conv2d_impl, vjp=_conv2d_vjp)
+primitive("conv2d_transpose", shape=_conv2d_transpose_shape, impl=_conv2d_transpose_impl,
+          vjp=_conv2d_transpose_vjp)
+primitive("conv2d_weight_grad", shape=_conv2d_weight_grad_shape, impl=_conv2d_weight_grad_impl,
+          vjp=_conv2d_weight_grad_vjp)
+
+
+def conv2d(x: Node, w: Node, stride=1, padding=0) -> Node:
+    """2-D cross-correlation of `x` (N, C, H, W) with `w` (O, C, KH, KW): shape (N, O, OH, OW)
+    where OH = (H + 2*padding - KH) // stride + 1. `stride` and `padding` are ints or pairs;
+    padding adds zeros. Add a bias separately (the `Conv2d` layer does)."""
+    return make("conv2d", x, w, stride=_pair(stride, "stride"), padding=_pair(padding, "padding"))
+
+
+def conv2d_transpose(g: Node, w: Node, in_hw, stride=1, padding=0) -> Node:
+    """The adjoint of `conv2d` in its input: for an output-shaped `g`, the (N, C, H, W) gradient
+    of <g, conv2d(x, w)> wrt x (a transposed convolution); `in_hw` is (H, W)."""
+    return make("conv2d_transpose", g, w, stride=_pair(stride, "stride"),
+                padding=_pair(padding, "padding"), in_hw=_pair(in_hw, "in_hw"))
+
+
+def conv2d_weight_grad(x: Node, g: Node, kernel, stride=1, padding=0) -> Node:
+    """The adjoint of `conv2d` in its weight: the (O, C, KH, KW) gradient of <g, conv2d(x, w)>
+    wrt w, for a weight of kernel size `kernel` = (KH, KW)."""
+    return make("conv2d_weight_grad", x, g, stride=_pair(stride, "stride"),
+                padding=_pair(padding, "padding"), kernel=_pair(kernel, "kernel"))
+
+
+# -- pooling ------------------------------------------------------------------------------------
+def _pool_out(op: str, x_shape, kernel, stride):
+    n, c, h, w = x_shape
+    oh, ow = _out_size(h, kernel[0], stride[0], 0), _out_size(w, kernel[1], stride[1], 0)
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"{op}: a {kernel[0]}x{kernel[1]} window does not fit a {h}x{w} input")
+    return n, c, oh, ow
+
+
+def _pool_shape(op):
+    def rule(x: Node, *, kernel, stride):
+        _check_4d(op, x)
+        return _pool_out(op, x.shape, kernel, stride), x.dtype
+    return rule
+
+
+def _unpool_shape(op, pooled_index):
+    """Shape rule of the pooling adjoints: output shaped like the input x (or `in_hw`)."""
+    def rule(*src: Node, kernel, stride, in_hw=None):
+        _check_4d(op, *src)
+        pooled = src[pooled_index]
+        if in_hw is None:
+            x_shape = src[0].shape
+        else:
+            x_shape = (*pooled.shape[:2], *in_hw)
+        if _pool_out(op, x_shape, kernel, stride) != pooled.shape:
+            raise ShapeError(f"{op}: pooled shape {pooled.shape} does not match input {x_shape}")
+        return x_shape, pooled.dtype
+    return rule
+
+
+def _max_positions(x: np.ndarray, kernel, stride) -> np.ndarray:
+    """Flat index into `x` of each window's first maximum, shape (N, C, OH, OW)."""
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    oh, ow = _out_size(h, kh, stride[0], 0), _out_size(w, kw, stride[1], 0)
+    win = _windows(x, kh, kw, stride, oh, ow).reshape(n, c, oh, ow, kh * kw)
+    arg = win.argmax(axis=-1)
+    rows = np.arange(oh)[:, None] * stride[0] + arg // kw
+    cols = np.arange(ow)[None, :] * stride[1] + arg % kw
+    planes = np.arange(n * c).reshape(n, c, 1, 1)
+    return (planes * h + rows) * w + cols
+
+
+def _max_pool2d_impl(node: Node, x):
+    kernel, stride = node.attrs["kernel"], node.attrs["stride"]
+    _, _, oh, ow = node.shape
+    return _windows(x, *kernel, stride, oh, ow).max(axis=(4, 5))
+
+
+def _max_pool2d_grad_impl(node: Node, x, g):
+    where = _max_positions(x, node.attrs["kernel"], node.attrs["stride"])
+    # bincount sums the contributions of overlapping windows that share a maximum
+    flat = np.bincount(where.ravel(), weights=np.ravel(g), minlength=x.size)
+    return flat.reshape(x.shape)
+
+
+def _max_pool2d_gather_impl(node: Node, x, h):
+    where = _max_positions(x, node.attrs["kernel"], node.attrs["stride"])
+    return np.ravel(h)[where]
+
+
+def _pool_ties(node: Node, x, *_):
+    kernel, stride = node.attrs["kernel"], node.attrs["stride"]
+    _, _, oh, ow = _pool_out(node.op, x.shape, kernel, stride)
+    win = _windows(np.asarray(x), *kernel, stride, oh, ow)
+    top = win.max(axis=(4, 5), keepdims=True)
+    return bool(np.any(np.sum(win == top, axis=(4, 5)) > 1))
+
+
+def _gather_shape(x: Node, h: Node, *, kernel, stride):
+    _check_4d("max_pool2d_gather", x, h)
+    if h.shape != x.shape:
+        raise ShapeError(f"max_pool2d_gather: {h.shape} is not shaped like the input {x.shape}")
+    return _pool_out("max_pool2d_gather", x.shape, kernel, stride), x.dtype
+
+
+def _pool_attrs(node: Node) -> dict:
+    return {"kernel": node.attrs["kernel"], "stride": node.attrs["stride"]}
+
+
+# The positions of the maxima are locally constant in x, so the scatter and the gather have no
+# gradient wrt x (None); in their other operand they are linear and adjoint to each other.
+primitive("max_pool2d", shape=_pool_shape("max_pool2d"), impl=_max_pool2d_impl,
+          vjp=lambda n, g: (make("max_pool2d_grad", n.src[0], g, **_pool_attrs(n)),),
+          kink=_pool_ties)
+primitive("max_pool2d_grad", shape=_unpool_shape("max_pool2d_grad", 1),
+          impl=_max_pool2d_grad_impl,
+          vjp=lambda n, h: (None, make("max_pool2d_gather", n.src[0], h, **_pool_attrs(n))),
+          kink=_pool_ties)
+primitive("max_pool2d_gather", shape=_gather_shape, impl=_max_pool2d_gather_impl,
+          vjp=lambda n, k: (None, make("max_pool2d_grad", n.src[0], k, **_pool_attrs(n))),
+          kink=_pool_ties)
+
+
+def _avg_pool2d_impl(node: Node, x):
+    (kh, kw), (sh, sw) = node.attrs["kernel"], node.attrs["stride"]
+    _, _, oh, ow = node.shape
+    return _windows(x, kh, kw, (sh, sw), oh, ow).mean(axis=(4, 5))
+
+
+def _avg_pool2d_transpose_impl(node: Node, g):
+    (kh, kw), (sh, sw) = node.attrs["kernel"], node.attrs["stride"]
+    _, _, oh, ow = g.shape
+    out = np.zeros(node.shape, dtype=g.dtype)
+    share = g / (kh * kw)
+    for a in range(kh):
+        for b in range(kw):
+            out[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw] += share
+    return out
+
+
+primitive("avg_pool2d", shape=_pool_shape("avg_pool2d"), impl=_avg_pool2d_impl,
+          vjp=lambda n, g: (make("avg_pool2d_transpose", g, in_hw=n.src[0].shape[2:],
+                                 **_pool_attrs(n)),))
+primitive("avg_pool2d_transpose", shape=_unpool_shape("avg_pool2d_transpose", 0),
+          impl=_avg_pool2d_transpose_impl,
+          vjp=lambda n, h: (make("avg_pool2d", h, **_pool_attrs(n)),))
+
+
+def _pool_args(kernel, stride):
+    kernel = _pair(kernel, "kernel")
+    stride = kernel if stride is None else _pair(stride, "stride")
+    if min(kernel) < 1 or min(stride) < 1:
+        raise GradvizError(f"pooling kernel and stride must be positive, got {kernel}, {stride}")
+    return {"kernel": kernel, "stride": stride}
+
+
+def max_pool2d(x: Node, kernel=2, stride=None) -> Node:
+    """Max over each `kernel` window of `x` (N, C, H, W), windows `stride` apart (default: the
+    kernel, so windows do not overlap). The gradient goes to each window's first maximum."""
+    return make("max_pool2d", x, **_pool_args(kernel, stride))
+
+
+def avg_pool2d(x: Node, kernel=2, stride=None) -> Node:
+    """Mean over each `kernel` window of `x` (N, C, H, W), windows `stride` apart (default: the
+    kernel). LeNet-5's subsampling layers S2 and S4."""
+    return make("avg_pool2d", x, **_pool_args(kernel, stride))
+
+
+def max_pool2d_grad(x: Node, g: Node, kernel=2, stride=None) -> Node:
+    """`g` (pooled shape) scattered onto the first maximum of each window of `x`: the VJP of
+    `max_pool2d(x)` in x."""
+    return make("max_pool2d_grad", x, g, **_pool_args(kernel, stride))
+
+
+def max_pool2d_gather(x: Node, h: Node, kernel=2, stride=None) -> Node:
+    """`h` (shaped like x) read at the first maximum of each window of `x`: the adjoint of
+    `max_pool2d_grad` in its gradient operand."""
+    return make("max_pool2d_gather", x, h, **_pool_args(kernel, stride))
+
+
+def avg_pool2d_transpose(g: Node, in_hw, kernel=2, stride=None) -> Node:
+    """`g` (pooled shape) spread evenly back over each window of an `in_hw` input: the VJP of
+    `avg_pool2d`."""
+    return make("avg_pool2d_transpose", g, in_hw=_pair(in_hw, "in_hw"),
+                **_pool_args(kernel, stride))
+
+
+# -- amax ---------------------------------------------------------------------------------------
+def _amax_shape(x: Node, *, axes, keepdims):
+    if any(x.shape[a] == 0 for a in axes):
+        raise ShapeError(f"amax over an empty axis of shape {x.shape}")
+    return _reduced_shape(x.shape, axes, keepdims), x.dtype
+
+
+def _amax_vjp(node: Node, g: Node):
+    x = node.src[0]
+    axes = node.attrs["axes"]
+    kept = _reduced_shape(x.shape, axes, True)
+    top = broadcast_to(reshape(node, kept), x.shape)
+    # top - x >= 0 everywhere and is 0 exactly at the maxima, where step() is 0
+    is_max = sub(1.0, step(sub(top, x)))
+    share = div(is_max, broadcast_to(sum_(is_max, axes, keepdims=True), x.shape))
+    return (_scale(broadcast_to(reshape(g, kept), x.shape), share),)
+
+
+def _amax_ties(node: Node, x):
+    axes = node.attrs["axes"]
+    x = np.asarray(x)
+    top = np.amax(x, axis=axes, keepdims=True)
+    return bool(np.any(np.sum(x == top, axis=axes) > 1))
+
+
+primitive("amax", shape=_amax_shape,
+          impl=lambda n, x: np.amax(x, axis=n.attrs["axes"], keepdims=n.attrs["keepdims"]),
+          vjp=_amax_vjp, kink=_amax_ties)
+
+
+def amax(x: Node, axis=None, keepdims: bool = False) -> Node:
+    """Maximum of `x` over `axis` (an int, a tuple, or None for all). Where several entries tie
+    for the maximum the gradient is split evenly among them."""
+    axes = _normalize_axes(x, axis)
+    if not axes:
+        return x
+    return make("amax", x, axes=axes, keepdims=bool(keepdims))
+
+
+# -- softplus -----------------------------------------------------------------------------------
+def _softplus_scalar(node, x):
+    return max(x, 0.0) + float(np.log1p(np.exp(-abs(x))))
+
+
+primitive("softplus", shape=lambda x: (x.shape, x.dtype),
+          impl=lambda n, x: np.logaddexp(0.0, x).astype(n.dtype, copy=False),
+          scalar=_softplus_scalar, vjp=lambda n, g: (_scale(g, sigmoid(n.src[0])),))
+
+
+def softplus(x) -> Node:
+    """log(1 + e**x), computed without overflow; its derivative is sigmoid(x)."""
+    return make("softplus", lift(x))
+
+
+# -- composites ---------------------------------------------------------------------------------
+def flatten(x: Node) -> Node:
+    """(N, d1, d2, ...) -> (N, d1*d2*...): keeps the batch axis (a reshape)."""
+    if x.ndim < 1:
+        raise ShapeError("flatten needs at least a batch axis")
+    return reshape(x, (x.shape[0], -1)) if x.ndim != 2 else x
+
+
+def log_softmax(x: Node, axis: int = -1) -> Node:
+    """log(softmax(x)) along `axis`, as x - m - log(sum(exp(x - m))) with m the maximum, so no
+    exp overflows and the log never sees 0."""
+    shifted = sub(x, amax(x, axis, keepdims=True))
+    return sub(shifted, log(sum_(exp(shifted), axis, keepdims=True)))
+
+
+def softmax(x: Node, axis: int = -1) -> Node:
+    """e**x_i / sum_j e**x_j along `axis` (shifted by the maximum first, so it never overflows)."""
+    e = exp(sub(x, amax(x, axis, keepdims=True)))
+    return div(e, sum_(e, axis, keepdims=True))
+
+
+def dropout(x: Node, mask: Node, rate: float) -> Node:
+    """Inverted dropout: x * mask / (1 - rate). `mask` is an input of x's shape holding 0 or 1
+    (1 with probability 1 - rate), drawn outside the graph so that a step can be replayed."""
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise GradvizError(f"dropout rate must be in [0, 1), got {rate}")
+    if mask.shape != x.shape:
+        raise ShapeError(f"dropout mask {mask.shape} is not shaped like its input {x.shape}")
+    if rate == 0.0:
+        return x
+    return mul(mul(x, mask), 1.0 / (1.0 - rate))
+
+
+def maxout(x: Node, pieces: int, axis: int = -1) -> Node:
+    """Maxout: the features along `axis` form groups of `pieces` consecutive ones, and each
+    group gives its maximum (so max(w1.x + b1, w2.x + b2) is maxout of a 2-wide linear layer)."""
+    axis = axis % x.ndim
+    size = x.shape[axis]
+    if pieces < 1 or size % pieces:
+        raise ShapeError(f"maxout: {size} features do not split into groups of {pieces}")
+    grouped = reshape(x, (*x.shape[:axis], size // pieces, pieces, *x.shape[axis + 1:]))
+    return amax(grouped, axis + 1)
+
+
+__all__ = ["amax", "avg_pool2d", "avg_pool2d_transpose", "conv2d", "conv2d_transpose",
+           "conv2d_weight_grad", "dropout", "flatten", "log_softmax", "max_pool2d",
+           "max_pool2d_gather", "max_pool2d_grad", "maxout", "softmax", "softplus"]
