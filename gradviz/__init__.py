@@ -26,7 +26,7 @@ _EXPORTS = {
     "maximum": "gradviz.ops", "minimum": "gradviz.ops", "sum": "gradviz.ops",
     "mean": "gradviz.ops", "reshape": "gradviz.ops", "transpose": "gradviz.ops",
     "broadcast_to": "gradviz.ops", "matmul": "gradviz.ops",
-    "parse": "gradviz.parse",
+    "parse": "gradviz.parser",
     # running
     "evaluate": "gradviz.interpret", "value": "gradviz.interpret",
     "grad": "gradviz.autodiff", "backprop": "gradviz.autodiff", "adjoints": "gradviz.autodiff",

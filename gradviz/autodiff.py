@@ -8,15 +8,15 @@ result can be evaluated, drawn, translated to SymPy, compiled, or differentiated
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from gradviz.errors import GradvizError
-from gradviz.interpret import bind, evaluate
+from gradviz.interpret import evaluate
 from gradviz.ir import Graph, Node, toposort
 from gradviz.ops import add, const
-from gradviz.rules import vjp_rules, zero_gradient
+from gradviz.rules import scalar_vjp_rules, vjp_rules, zero_gradient
 
 VARIABLE_OPS = ("var", "param")
 
@@ -103,16 +103,34 @@ def _adjoint_or_zero(adj: Adjoints, node: Node) -> Node:
 
 
 class Backprop:
-    """Values and gradients of every node of a graph at one point (see `backprop`)."""
+    """Values and gradients of every node of a graph at one point (see `backprop`).
 
-    def __init__(self, output: Node, adjoints_: Adjoints, values: dict[Node, object]):
+    `values[n]` and `grads[n]` (d output / d n) for the nodes of the forward graph,
+    `edge_grads[(user, i)]` the contribution along each edge, and `adjoints` the backward graph.
+    """
+
+    def __init__(self, output: Node, order: list[Node], values: dict, grads: dict,
+                 edge_grads: dict | Callable[[], dict], adjoints_: Adjoints | None = None):
         self.output = output
-        self.adjoints = adjoints_
-        self.graph = Graph(output)
-        self.values = {n: values[n] for n in self.graph.nodes}
-        self.grads = {n: values[g] for n, g in adjoints_.of.items()}
-        self.edge_grads = {e: values[g] for e, g in adjoints_.edges.items()}
-        self.all_values = values
+        self.graph = Graph(output, order)
+        self.values = values
+        self.grads = grads
+        self._edge_grads = edge_grads
+        self._adjoints = adjoints_
+
+    @property
+    def edge_grads(self) -> dict[tuple[Node, int], object]:
+        """{(user, operand index): contribution along that edge}."""
+        if callable(self._edge_grads):
+            self._edge_grads = self._edge_grads()
+        return self._edge_grads
+
+    @property
+    def adjoints(self) -> Adjoints:
+        """The backward graph (built on first use when the fast scalar path computed values)."""
+        if self._adjoints is None:
+            self._adjoints = adjoints(self.output)
+        return self._adjoints
 
     @property
     def value(self):
@@ -155,14 +173,62 @@ def backprop(output: Node, env: Mapping | None = None, **values) -> Backprop:
     """Forward and backward pass in one call: the value of every node and the gradient of the
     output with respect to every node (intermediates too), at the point given by `env` or by
     keyword (`gv.backprop(f, x=-2, y=5, z=-4)`).
+
+    Graphs of float64 scalars run on Python floats through `scalar_vjp_rules`; every other graph
+    (and any scalar graph where a float rule raises, e.g. 1/0) evaluates the backward graph.
     """
     env = dict(env or {}, **values)
+    order = toposort(output)
+    forward = evaluate(output, env, order=order)
+    fast = _scalar_backward(output, order, forward)
+    if fast is not None:
+        return Backprop(output, order, forward, *fast)
     adj = adjoints(output)
-    targets: list[Node] = [output, *adj.of.values(), *adj.edges.values()]
-    order = toposort(targets)
-    leaves_ = bind(order, env)
-    all_values = evaluate(targets, env, order=order, values=leaves_)
-    return Backprop(output, adj, all_values)
+    targets: list[Node] = [*adj.of.values(), *adj.edges.values()]
+    every = evaluate(targets, env, values=forward)
+    grads = {n: every[g] for n, g in adj.of.items()}
+    edge_grads = {e: every[g] for e, g in adj.edges.items()}
+    return Backprop(output, order, forward, grads, edge_grads, adj)
+
+
+def _scalar_backward(output: Node, order: list[Node], values: dict):
+    """Gradients on Python floats, in exactly the order and arithmetic of the backward graph;
+    None when the graph is not all float64 scalars with float VJP rules, or a rule raises."""
+    rules = scalar_vjp_rules
+    for node in order:
+        if node.shape != () or node.dtype != "float64" or not (
+                node.op in rules or node.op in zero_gradient or node.op in _NO_VJP):
+            return None
+    active = _depends_on_variables(order)
+    grads: dict[Node, float] = {output: 1.0} if output in active else {}
+    local: dict[Node, tuple] = {}
+    get = grads.get
+    try:
+        for node in reversed(order):
+            g = get(node)
+            if g is None:
+                continue
+            rule = rules.get(node.op)
+            if rule is None:  # a leaf, or a zero-gradient op such as step
+                continue
+            src = node.src
+            contributions = rule(node, g, values[node], *map(values.__getitem__, src))
+            local[node] = contributions
+            for operand, c in zip(src, contributions):
+                if operand in active:
+                    previous = get(operand)
+                    grads[operand] = c if previous is None else previous + c
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return None
+
+    def edge_grads() -> dict:
+        return {(node, i): c for node, cs in local.items()
+                for i, (operand, c) in enumerate(zip(node.src, cs)) if operand in active}
+
+    return grads, edge_grads
+
+
+_NO_VJP = frozenset({"var", "param", "const"})
 
 
 def gradients_at(output: Node, env: Mapping, wrt: Iterable[Node]) -> dict[Node, object]:

@@ -11,6 +11,7 @@ it, so sorting by `uid` is a topological order; it is deterministic for a given 
 from __future__ import annotations
 
 import itertools
+from operator import attrgetter
 from typing import Iterable, Iterator, Sequence
 
 LEAF_OPS = frozenset({"var", "param", "const"})
@@ -94,24 +95,18 @@ def toposort(outputs: Node | Iterable[Node]) -> list[Node]:
 
     Iterative (no recursion), so graphs of any depth are fine.
     """
-    roots = [outputs] if isinstance(outputs, Node) else list(outputs)
-    seen: set[int] = set()
-    found: list[Node] = []
-    stack = list(roots)
+    stack = [outputs] if isinstance(outputs, Node) else list(outputs)
+    seen: set[Node] = set()
+    add, pop, extend = seen.add, stack.pop, stack.extend
     while stack:
-        node = stack.pop()
-        key = id(node)
-        if key in seen:
-            continue
-        seen.add(key)
-        found.append(node)
-        stack.extend(node.src)
-    found.sort(key=_uid)
-    return found
+        node = pop()
+        if node not in seen:
+            add(node)
+            extend(node.src)
+    return sorted(seen, key=_uid)
 
 
-def _uid(node: Node) -> int:
-    return node.uid
+_uid = attrgetter("uid")
 
 
 def leaves(outputs: Node | Iterable[Node], ops: Sequence[str] = ("var", "param")) -> list[Node]:
@@ -125,9 +120,9 @@ class Graph:
     `str(graph)` is a readable listing, one node per line, operands by local id.
     """
 
-    def __init__(self, outputs: Node | Iterable[Node]):
+    def __init__(self, outputs: Node | Iterable[Node], order: list[Node] | None = None):
         self.outputs: tuple[Node, ...] = (outputs,) if isinstance(outputs, Node) else tuple(outputs)
-        self.nodes: list[Node] = toposort(self.outputs)
+        self.nodes: list[Node] = toposort(self.outputs) if order is None else order
         self.ids: dict[Node, int] = {n: i for i, n in enumerate(self.nodes)}
 
     def __iter__(self) -> Iterator[Node]:

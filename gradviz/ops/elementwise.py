@@ -12,6 +12,7 @@ Primitive rather than composite, and why:
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import numpy as np
 
@@ -33,6 +34,9 @@ def _same(*src: Node, **_attrs):
     return first.shape, first.dtype
 
 
+_NO_ATTRS = MappingProxyType({})
+
+
 def _scale(g: Node, local: Node) -> Node:
     """g * local inside VJP rules, written as just `local` when g is the scalar constant 1 (the
     seed, or the probe of `local_derivatives`), so backward graphs and formulas stay readable."""
@@ -43,10 +47,15 @@ def _scale(g: Node, local: Node) -> Node:
 
 def _binary(op: str, a, b) -> Node:
     """Build `op(a, b)`, lifting numbers to constants and broadcasting explicitly."""
+    # Fast paths for the common scalar cases: building big scalar graphs is dominated by this.
+    if type(b) is float and type(a) is Node:
+        b = Node("const", (), {"value": b}, (), a.dtype)
+    elif not isinstance(b, Node):
+        b = lift(b, like=a if isinstance(a, Node) else None)
     if not isinstance(a, Node):
-        a = lift(a, like=b if isinstance(b, Node) else None)
-    if not isinstance(b, Node):
-        b = lift(b, like=a)
+        a = lift(a, like=b)
+    if a.shape == b.shape and a.dtype == b.dtype:  # what `_same` checks, without the call
+        return Node(op, (a, b), _NO_ATTRS, a.shape, a.dtype)
     if a.shape != b.shape:
         try:
             shape = np.broadcast_shapes(a.shape, b.shape)
@@ -59,11 +68,13 @@ def _binary(op: str, a, b) -> Node:
 
 # -- arithmetic ---------------------------------------------------------------------------------
 primitive("add", shape=_same, impl=lambda n, a, b: np.add(a, b), scalar=lambda n, a, b: a + b,
-          vjp=lambda n, g: (g, g))
+          vjp=lambda n, g: (g, g), scalar_vjp=lambda n, g, y, a, b: (g, g))
 primitive("sub", shape=_same, impl=lambda n, a, b: np.subtract(a, b),
-          scalar=lambda n, a, b: a - b, vjp=lambda n, g: (g, neg(g)))
+          scalar=lambda n, a, b: a - b, vjp=lambda n, g: (g, neg(g)),
+          scalar_vjp=lambda n, g, y, a, b: (g, -g))
 primitive("mul", shape=_same, impl=lambda n, a, b: np.multiply(a, b),
-          scalar=lambda n, a, b: a * b, vjp=lambda n, g: (_scale(g, n.src[1]), _scale(g, n.src[0])))
+          scalar=lambda n, a, b: a * b, vjp=lambda n, g: (_scale(g, n.src[1]), _scale(g, n.src[0])),
+          scalar_vjp=lambda n, g, y, a, b: (g * b, g * a))
 
 
 def _div_vjp(node: Node, g: Node):
@@ -71,10 +82,15 @@ def _div_vjp(node: Node, g: Node):
     return ga, neg(mul(ga, node))  # d(a/b)/db = -(a/b)/b
 
 
+def _div_scalar_vjp(n, g, y, a, b):
+    ga = g / b
+    return ga, -(ga * y)
+
+
 primitive("div", shape=_same, impl=lambda n, a, b: np.divide(a, b),
-          scalar=lambda n, a, b: a / b, vjp=_div_vjp)
+          scalar=lambda n, a, b: a / b, vjp=_div_vjp, scalar_vjp=_div_scalar_vjp)
 primitive("neg", shape=_same, impl=lambda n, x: np.negative(x), scalar=lambda n, x: -x,
-          vjp=lambda n, g: (neg(g),))
+          vjp=lambda n, g: (neg(g),), scalar_vjp=lambda n, g, y, x: (-g,))
 
 
 def _pow_scalar(node, a, b):
@@ -95,8 +111,15 @@ def _pow_vjp(node: Node, g: Node):
     return ga, gb
 
 
+def _pow_scalar_vjp(node, g, y, a, b):
+    if node.src[1].op == "const":
+        lowered = a if b == 2.0 else _pow_scalar(node, a, b - 1.0)
+        return g * (b * lowered), 0.0  # a constant exponent gets no gradient
+    return g * (b * _pow_scalar(node, a, b - 1.0)), g * (math.log(a) * y)
+
+
 primitive("pow", shape=_same, impl=lambda n, a, b: np.power(a, b), scalar=_pow_scalar,
-          vjp=_pow_vjp)
+          vjp=_pow_vjp, scalar_vjp=_pow_scalar_vjp)
 
 
 # -- unary functions ----------------------------------------------------------------------------
@@ -136,40 +159,63 @@ def _elu_vjp(n: Node, g: Node):
     return (_scale(g, add(s, mul(sub(1.0, s), add(n, n.attrs["alpha"])))),)  # 1, or y + alpha
 
 
+def _step(x: float) -> float:
+    return 1.0 if x > 0 else 0.0
+
+
+def _sign(x: float) -> float:
+    return (x > 0) - (x < 0) + 0.0
+
+
 def _at_zero(n, x):
     return bool(np.any(np.asarray(x) == 0))
 
 
 primitive("exp", shape=_same, impl=lambda n, x: np.exp(x), scalar=lambda n, x: math.exp(x),
-          vjp=lambda n, g: (_scale(g, n),))
+          vjp=lambda n, g: (_scale(g, n),), scalar_vjp=lambda n, g, y, x: (g * y,))
 primitive("log", shape=_same, impl=lambda n, x: np.log(x), scalar=lambda n, x: math.log(x),
-          vjp=lambda n, g: (div(g, n.src[0]),))
+          vjp=lambda n, g: (div(g, n.src[0]),), scalar_vjp=lambda n, g, y, x: (g / x,))
 primitive("sqrt", shape=_same, impl=lambda n, x: np.sqrt(x), scalar=lambda n, x: math.sqrt(x),
-          vjp=lambda n, g: (div(g, mul(2.0, n)),))
+          vjp=lambda n, g: (div(g, mul(2.0, n)),),
+          scalar_vjp=lambda n, g, y, x: (g / (2.0 * y),))
 primitive("abs", shape=_same, impl=lambda n, x: np.abs(x), scalar=lambda n, x: abs(x),
-          vjp=lambda n, g: (_scale(g, sign(n.src[0])),), kink=_at_zero)
+          vjp=lambda n, g: (_scale(g, sign(n.src[0])),), kink=_at_zero,
+          scalar_vjp=lambda n, g, y, x: (g * _sign(x),))
 primitive("sin", shape=_same, impl=lambda n, x: np.sin(x), scalar=lambda n, x: math.sin(x),
-          vjp=lambda n, g: (_scale(g, cos(n.src[0])),))
+          vjp=lambda n, g: (_scale(g, cos(n.src[0])),),
+          scalar_vjp=lambda n, g, y, x: (g * math.cos(x),))
 primitive("cos", shape=_same, impl=lambda n, x: np.cos(x), scalar=lambda n, x: math.cos(x),
-          vjp=lambda n, g: (neg(_scale(g, sin(n.src[0]))),))
+          vjp=lambda n, g: (neg(_scale(g, sin(n.src[0]))),),
+          scalar_vjp=lambda n, g, y, x: (-(g * math.sin(x)),))
 primitive("tanh", shape=_same, impl=lambda n, x: np.tanh(x), scalar=lambda n, x: math.tanh(x),
-          vjp=lambda n, g: (_scale(g, sub(1.0, mul(n, n))),))
+          vjp=lambda n, g: (_scale(g, sub(1.0, mul(n, n))),),
+          scalar_vjp=lambda n, g, y, x: (g * (1.0 - y * y),))
 primitive("sigmoid", shape=_same, impl=_sigmoid_np, scalar=_sigmoid_scalar,
-          vjp=lambda n, g: (_scale(g, mul(n, sub(1.0, n))),))
+          vjp=lambda n, g: (_scale(g, mul(n, sub(1.0, n))),),
+          scalar_vjp=lambda n, g, y, x: (g * (y * (1.0 - y)),))
 primitive("relu", shape=_same, impl=_relu_np, scalar=lambda n, x: x if x > 0 else 0.0,
-          vjp=lambda n, g: (_scale(g, step(n.src[0])),), kink=_at_zero)
+          vjp=lambda n, g: (_scale(g, step(n.src[0])),), kink=_at_zero,
+          scalar_vjp=lambda n, g, y, x: (g * _step(x),))
 primitive("leaky_relu", shape=_same, impl=_leaky_np,
           scalar=lambda n, x: x if x > 0 else n.attrs["slope"] * x,
           vjp=lambda n, g: (_scale(g, add(n.attrs["slope"],
                                        mul(1.0 - n.attrs["slope"], step(n.src[0])))),),
+          scalar_vjp=lambda n, g, y, x: (
+              g * (n.attrs["slope"] + (1.0 - n.attrs["slope"]) * _step(x)),),
           kink=_at_zero)
+def _elu_scalar_vjp(n, g, y, x):
+    s = _step(x)
+    return (g * (s + (1.0 - s) * (y + n.attrs["alpha"])),)
+
+
 primitive("elu", shape=_same, impl=_elu_np, scalar=_elu_scalar, vjp=_elu_vjp,
+          scalar_vjp=_elu_scalar_vjp,
           kink=lambda n, x: n.attrs["alpha"] != 1.0 and _at_zero(n, x))
 primitive("step", shape=_same,
           impl=lambda n, x: (np.asarray(x) > 0).astype(n.dtype),
-          scalar=lambda n, x: 1.0 if x > 0 else 0.0, vjp=None, kink=_at_zero)
+          scalar=lambda n, x: _step(x), vjp=None, kink=_at_zero)
 primitive("sign", shape=_same, impl=lambda n, x: np.sign(x),
-          scalar=lambda n, x: (x > 0) - (x < 0) + 0.0, vjp=None, kink=_at_zero)
+          scalar=lambda n, x: _sign(x), vjp=None, kink=_at_zero)
 
 
 # -- binary max / min ---------------------------------------------------------------------------
@@ -187,10 +233,22 @@ def _minimum_vjp(n: Node, g: Node):
     return ga, sub(g, ga)
 
 
+def _maximum_scalar_vjp(n, g, y, a, b):
+    ga = g * _step(a - b)
+    return ga, g - ga
+
+
+def _minimum_scalar_vjp(n, g, y, a, b):
+    ga = g * _step(b - a)
+    return ga, g - ga
+
+
 primitive("maximum", shape=_same, impl=lambda n, a, b: np.maximum(a, b),
-          scalar=lambda n, a, b: a if a >= b else b, vjp=_maximum_vjp, kink=_tie)
+          scalar=lambda n, a, b: a if a >= b else b, vjp=_maximum_vjp,
+          scalar_vjp=_maximum_scalar_vjp, kink=_tie)
 primitive("minimum", shape=_same, impl=lambda n, a, b: np.minimum(a, b),
-          scalar=lambda n, a, b: a if a <= b else b, vjp=_minimum_vjp, kink=_tie)
+          scalar=lambda n, a, b: a if a <= b else b, vjp=_minimum_vjp,
+          scalar_vjp=_minimum_scalar_vjp, kink=_tie)
 
 
 # -- builders -----------------------------------------------------------------------------------

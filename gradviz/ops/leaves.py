@@ -46,6 +46,8 @@ def param(name: str, shape=(), dtype: str = "float64") -> Node:
 
 def const(value, dtype: str | None = None, name: str | None = None) -> Node:
     """A constant. Scalars are stored as Python floats, tensors as read-only NumPy arrays."""
+    if type(value) is float and dtype in _FAST_DTYPES:  # the common case, kept cheap
+        return Node("const", (), {"value": value}, (), dtype or "float64", name)
     if isinstance(value, Node):
         raise GradvizError("const() takes a number or an array, not a Node")
     arr = np.asarray(value)
@@ -60,11 +62,16 @@ def const(value, dtype: str | None = None, name: str | None = None) -> Node:
     return Node("const", (), {"value": stored}, arr.shape, dtype, name)
 
 
+_FAST_DTYPES = (None, "float64", "float32")
+
+
 def lift(value, like: Node | None = None) -> Node:
     """`value` as a node: nodes pass through; numbers and arrays become constants (taking the
     dtype of `like`, so `x32 * 2` stays float32)."""
     if isinstance(value, Node):
         return value
+    if type(value) in (float, int):
+        return const(float(value), dtype=like.dtype if like is not None else None)
     if isinstance(value, (numbers.Real, np.ndarray, np.generic, list, tuple)) \
             and not isinstance(value, bool):
         return const(value, dtype=like.dtype if like is not None else None)
