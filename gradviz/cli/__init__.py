@@ -14,6 +14,8 @@ import click
 # command name -> (module under gradviz.cli, attribute, one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "grad": ("grad", "grad", "Value and partial derivatives by backprop and finite differences."),
+    "train": ("train", "train", "Train a model on a data set (progress, metrics, checkpoints)."),
+    "evaluate": ("evaluate", "evaluate", "Accuracy and confusion matrix of a trained model."),
 }
 
 

@@ -1,0 +1,150 @@
+"""Training checkpoints: a directory holding `checkpoint.json` and one `arrays-<hash>.npz`.
+
+The JSON file holds everything that is not an array (format version, configuration, epoch, RNG
+state, history, normalization statistics) and names the arrays file with its SHA-256. Saving
+writes the new arrays file under a new name first, then replaces the JSON file (temp file +
+`os.replace`), then deletes arrays files nothing refers to. A crash at any moment therefore leaves
+either the old checkpoint or the new one, complete; never a mix, never nothing.
+
+Every problem with a checkpoint on reading (missing, unreadable, truncated, tampered, another
+format) raises `GradvizError` with one line naming it.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradviz.errors import GradvizError
+
+FORMAT = "gradviz-checkpoint"
+VERSION = 1
+META_FILE = "checkpoint.json"
+_PARAM, _STATE = "param/", "state/"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: `meta` (the JSON document), `params` and optimizer `state` by name."""
+
+    directory: str
+    meta: dict
+    params: dict[str, np.ndarray]
+    state: dict[str, np.ndarray]
+
+    @property
+    def epoch(self) -> int:
+        """Number of epochs completed when it was written."""
+        return int(self.meta["epoch"])
+
+
+def exists(directory: str | os.PathLike) -> bool:
+    """Whether `directory` holds a checkpoint (valid or not)."""
+    return os.path.isfile(os.path.join(directory, META_FILE))
+
+
+def save(directory: str | os.PathLike, meta: dict, params: dict[str, np.ndarray],
+         state: dict[str, np.ndarray]) -> str:
+    """Write a checkpoint atomically into `directory` (created if needed); returns the path of
+    its JSON file. `meta` must be JSON-serializable and must not use the keys it adds
+    (`format`, `version`, `arrays`, `sha256`)."""
+    directory = os.fspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise GradvizError(f"cannot create checkpoint directory {directory}: "
+                           f"{exc.strerror or exc}") from None
+    buffer = io.BytesIO()
+    arrays = {_PARAM + k: np.asarray(v) for k, v in params.items()}
+    arrays.update({_STATE + k: np.asarray(v) for k, v in state.items()})
+    np.savez(buffer, **arrays)
+    blob = buffer.getvalue()
+    digest = hashlib.sha256(blob).hexdigest()
+    arrays_name = f"arrays-{digest[:16]}.npz"
+    document = {"format": FORMAT, "version": VERSION, "arrays": arrays_name, "sha256": digest,
+                **meta}
+    text = json.dumps(document, indent=1, sort_keys=False)
+    meta_path = os.path.join(directory, META_FILE)
+    try:
+        write_atomic(os.path.join(directory, arrays_name), blob)
+        write_atomic(meta_path, text.encode())
+    except OSError as exc:
+        raise GradvizError(f"cannot write checkpoint into {directory}: "
+                           f"{exc.strerror or exc}") from None
+    for name in os.listdir(directory):
+        if name.startswith("arrays-") and name.endswith(".npz") and name != arrays_name:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass  # an old arrays file left behind is harmless
+    return meta_path
+
+
+def load(directory: str | os.PathLike) -> Checkpoint:
+    """Read and verify the checkpoint in `directory`."""
+    directory = os.fspath(directory)
+    meta_path = os.path.join(directory, META_FILE)
+    if not os.path.isdir(directory):
+        raise GradvizError(f"checkpoint directory {directory} does not exist")
+    if not os.path.isfile(meta_path):
+        raise GradvizError(f"no checkpoint in {directory} ({META_FILE} is missing)")
+    try:
+        with open(meta_path, "rb") as handle:
+            meta = json.loads(handle.read().decode())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GradvizError(f"corrupt checkpoint {meta_path}: {_reason(exc)}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise GradvizError(f"{meta_path} is not a gradviz checkpoint")
+    if meta.get("version") != VERSION:
+        raise GradvizError(f"checkpoint {meta_path} has format version {meta.get('version')!r}; "
+                           f"this gradviz reads version {VERSION}")
+    for key, kind in (("arrays", str), ("sha256", str), ("epoch", int)):
+        if not isinstance(meta.get(key), kind):
+            raise GradvizError(f"corrupt checkpoint {meta_path}: field {key!r} is missing or wrong")
+    arrays_name = meta["arrays"]
+    if os.path.basename(arrays_name) != arrays_name:
+        raise GradvizError(f"corrupt checkpoint {meta_path}: bad arrays file name")
+    arrays_path = os.path.join(directory, arrays_name)
+    try:
+        with open(arrays_path, "rb") as handle:
+            blob = handle.read()
+    except OSError as exc:
+        raise GradvizError(f"checkpoint {directory} is incomplete: cannot read {arrays_name} "
+                           f"({exc.strerror or exc})") from None
+    if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
+        raise GradvizError(f"corrupt checkpoint: {arrays_path} does not match its checksum")
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+        raise GradvizError(f"corrupt checkpoint {arrays_path}: {_reason(exc)}") from None
+    params = {k[len(_PARAM):]: v for k, v in arrays.items() if k.startswith(_PARAM)}
+    state = {k[len(_STATE):]: v for k, v in arrays.items() if k.startswith(_STATE)}
+    return Checkpoint(directory, meta, params, state)
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the complete new one (temp file in
+    the same directory, fsync, `os.replace`)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must not land before the data does
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,185 @@
+"""`gradviz train`: train a named model on a data set, with a progress bar, per-epoch metrics,
+checkpoints that resume exactly, loss curves and a `--json` summary line."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from click.core import ParameterSource
+
+from gradviz.errors import GradvizError
+
+OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adamax", "adadelta")
+DEVICE_NAMES = ("numpy", "cpu", "cuda", "auto")
+
+# CLI option -> TrainConfig field, for the options a checkpoint remembers
+CONFIG_OPTIONS = {"model": "model", "data": "data", "target": "target", "hidden": "hidden",
+                  "epochs": "epochs", "batch": "batch", "lr": "lr", "optimizer": "optimizer",
+                  "l2": "l2", "lr_decay": "lr_decay", "seed": "seed"}
+
+
+def parse_hidden(text: str | None) -> tuple[int, ...] | None:
+    """`"256,128"` -> (256, 128)."""
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise GradvizError(f"--hidden takes layer widths separated by commas, got {text!r}") \
+            from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise GradvizError(f"--hidden takes positive layer widths, got {text!r}")
+    return sizes
+
+
+class ConsoleReporter:
+    """A progress bar per epoch on stderr (when it is a terminal) and one line per epoch on
+    stdout; with `as_json`, one JSON object per epoch and no bar."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+        self.show_bar = not as_json and sys.stderr.isatty()
+        self.bar = None
+
+    def epoch_start(self, epoch, epochs, batches):
+        if self.show_bar:
+            self.bar = click.progressbar(length=batches, label=f"epoch {epoch}/{epochs}",
+                                         file=sys.stderr, show_eta=False)
+            self.bar.__enter__()
+
+    def batch_end(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def epoch_end(self, record, epochs):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+        if self.as_json:
+            from dataclasses import asdict
+
+            click.echo(json.dumps(asdict(record)))
+            return
+        width = len(str(epochs))
+        parts = [f"epoch {record.epoch:>{width}}/{epochs}", f"loss {record.train_loss:.4f}"]
+        if record.train_accuracy is not None:
+            parts.append(f"acc {100 * record.train_accuracy:6.2f}%")
+        if record.val_loss is not None:
+            parts.append(f"val loss {record.val_loss:.4f}")
+        if record.val_accuracy is not None:
+            parts.append(f"val acc {100 * record.val_accuracy:6.2f}%")
+        parts.append(f"lr {record.lr:.3g}")
+        parts.append(f"{record.seconds:.1f} s")
+        click.echo("  ".join(parts))
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: str | None):
+    from gradviz.train import TrainConfig
+
+    given = {field: options[opt] for opt, field in CONFIG_OPTIONS.items()
+             if ctx.get_parameter_source(opt) not in (ParameterSource.DEFAULT, None)}
+    if "hidden" in given:
+        given["hidden"] = parse_hidden(given["hidden"])
+    if resume:
+        if checkpoint is None:
+            raise GradvizError("--resume needs --checkpoint DIR")
+        from gradviz import checkpoint as ckpt
+
+        saved = ckpt.load(checkpoint).meta.get("config")
+        try:
+            base = TrainConfig.from_dict(saved).to_dict()
+        except (GradvizError, TypeError) as exc:
+            raise GradvizError(f"corrupt checkpoint in {checkpoint}: {exc}") from None
+        if base.get("hidden") is not None:
+            base["hidden"] = tuple(base["hidden"])
+        return TrainConfig(**{**base, **given})
+    for required in ("model", "data"):
+        if required not in given:
+            raise GradvizError(f"missing option --{required}")
+    defaults = {field: options[opt] for opt, field in CONFIG_OPTIONS.items()
+                if opt not in ("model", "data", "hidden")}
+    return TrainConfig(**{**defaults, "hidden": None, **given})
+
+
+@click.command()
+@click.option("--model", "-m", metavar="NAME",
+              help="Model: perceptron, logreg, mlp, cnn, lenet (see `gradviz summary`).")
+@click.option("--data", "-d", metavar="SPEC",
+              help="Data set: and, or, xor, spiral, moons, circles, digits, mnist:DIR, FILE.csv.")
+@click.option("--target", metavar="COLUMN", help="The column to predict (CSV data).")
+@click.option("--hidden", metavar="W1,W2", help="Hidden layer widths, e.g. 256,128.")
+@click.option("--epochs", type=int, default=10, show_default=True,
+              help="Epochs in total (a resumed run counts the ones done).")
+@click.option("--batch", type=int, default=32, show_default=True, help="Batch size.")
+@click.option("--lr", type=float, help="Learning rate (default: the optimizer's).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZER_NAMES, case_sensitive=False),
+              default="adam", show_default=True, help="Update rule.")
+@click.option("--l2", type=float, default=0.0, show_default=True,
+              help="L2 regularization strength on the weights (adds l2/2 * sum w**2).")
+@click.option("--lr-decay", metavar="SCHEDULE",
+              help="Learning-rate schedule: step:EVERY:FACTOR or exp:FACTOR (per epoch).")
+@click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True,
+              help="numpy (reference interpreter), cpu / cuda (Numba), or auto.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the split, the initialization, shuffling and dropout.")
+@click.option("--checkpoint", metavar="DIR", help="Save a checkpoint into DIR after every epoch.")
+@click.option("--resume", is_flag=True,
+              help="Continue the checkpoint in --checkpoint DIR (settings not given are taken "
+                   "from it).")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON lines: one per epoch, then the summary.")
+@click.option("--plot", metavar="FILE", help="Write loss/accuracy curves (.png, .svg, .pdf).")
+@click.pass_context
+def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr_decay, device,
+          seed, checkpoint, resume, as_json, plot):
+    """Train a model on a data set and report train, validation and test metrics.
+
+    \b
+    gradviz train --model mlp --data digits --hidden 64 --epochs 10
+    gradviz train -m mlp -d xor --hidden 4 --optimizer sgd --lr 0.5 --epochs 300
+    gradviz train -m mlp -d digits --checkpoint run1 && gradviz train --checkpoint run1 --resume --epochs 20
+    """
+    from gradviz.train import Trainer, plot_curves
+
+    options = dict(model=model, data=data, target=target, hidden=hidden, epochs=epochs,
+                   batch=batch, lr=lr, optimizer=optimizer and optimizer.lower(), l2=l2,
+                   lr_decay=lr_decay, seed=seed)
+    config = _config_from(ctx, options, resume, checkpoint)
+    if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):
+        raise GradvizError(f"--plot writes .png, .svg or .pdf files, not {plot!r}")
+    reporter = ConsoleReporter(as_json)
+    try:
+        trainer = Trainer(config, device=device, checkpoint=checkpoint, resume=resume,
+                          reporter=reporter)
+        if not as_json:
+            click.echo(f"{trainer.dataset.summary()}; model {config.model}, "
+                       f"{sum(p.size for p in trainer.model.parameters()):,} parameters, "
+                       f"{trainer.optimizer.name} lr {trainer.schedule.base:g}, "
+                       f"device {trainer.device}")
+        result = trainer.run()
+    finally:
+        reporter.close()
+    if plot is not None:
+        plot_curves(result.history, plot, title=f"{config.model} on {config.data}")
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    if result.test_accuracy is not None:
+        click.echo(f"test accuracy {100 * result.test_accuracy:.2f}%  "
+                   f"(loss {result.test_loss:.4f})")
+    elif result.test_loss is not None:
+        click.echo(f"test loss {result.test_loss:.4f}")
+    speed = "" if result.samples_per_sec is None else \
+        f", {result.samples_per_sec:,.0f} samples/s"
+    click.echo(f"{result.epochs_run} epoch(s) in {result.seconds:.1f} s on {result.device}{speed}"
+               + (f" (resumed from epoch {result.resumed_from_epoch})"
+                  if result.resumed_from_epoch is not None else ""))
+    if plot is not None:
+        click.echo(f"curves written to {plot}")

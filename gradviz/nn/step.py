@@ -1,0 +1,251 @@
+"""The training step as one graph, the forward-only evaluation graph, and the device dispatch.
+
+`build_train_step` puts forward pass, loss, backward pass and optimizer update into one `Graph`:
+
+    inputs   x (batch, *input_shape), target, lr, parameters, optimizer state, dropout masks
+    outputs  loss, correct count, new parameters, new optimizer state
+
+and describes it with a `TrainStep` (which input and output is which). Nothing else is needed to
+run a step, so the NumPy interpreter and the compilers take the same graph. The graph is built for
+one batch size; the trainer builds a second one for the last, smaller batch of an epoch.
+
+A *runner* executes a graph: `runner(feeds) -> list` takes `{input node: array}` and returns the
+values of `graph.outputs`, in order. `make_runner(graph, device)` picks one: `"numpy"` is the
+reference interpreter; `"cpu"`/`"cuda"` come from `gradviz.compile.compile(graph, device=...)`,
+which must return a callable with the same contract.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from gradviz.autodiff import grad
+from gradviz.errors import GradvizError
+from gradviz.interpret import evaluate
+from gradviz.ir import Graph, Node
+from gradviz.nn.optim import Optimizer, l2_term
+from gradviz.ops import add, mul, step, sub, sum as sum_, var
+
+CLASSIFICATION, REGRESSION = "classification", "regression"
+DEVICES = ("numpy", "cpu", "cuda", "auto")
+
+Runner = Callable[[Mapping[Node, np.ndarray]], list]
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One training step as a graph, and which of its inputs and outputs is which.
+
+    `graph.outputs` is `(loss, correct, *new_params, *new_state)` (`correct` is absent for
+    regression). `new_params[i]` is the next value of `params[i]`, `new_state[i]` of `state[i]`.
+    `initial_state` gives each state input's value before the first step, by name.
+    """
+
+    graph: Graph
+    batch: int
+    x: Node
+    target: Node
+    lr: Node
+    params: tuple[Node, ...]
+    state: tuple[Node, ...]
+    masks: tuple[Node, ...]
+    loss: Node
+    correct: Node | None
+    new_params: tuple[Node, ...]
+    new_state: tuple[Node, ...]
+    initial_state: dict[str, np.ndarray]
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        """Every leaf the graph reads, in a fixed order: x, target, lr, params, state, masks."""
+        return (self.x, self.target, self.lr, *self.params, *self.state, *self.masks)
+
+
+@dataclass(frozen=True)
+class EvalStep:
+    """The forward pass for evaluation (no dropout, no update): outputs `(loss, correct,
+    predictions)`, or `(loss, predictions)` for regression."""
+
+    graph: Graph
+    batch: int
+    x: Node
+    target: Node
+    params: tuple[Node, ...]
+    loss: Node
+    correct: Node | None
+    predictions: Node
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.x, self.target, *self.params)
+
+
+def correct_count(logits: Node, targets: Node) -> Node:
+    """How many rows of `logits` (batch, classes) have their largest entry at the class marked in
+    the one-hot `targets`; for a single logit per row (binary), how many have logit > 0 exactly
+    where the target is 1. Built from core ops (no argmax primitive): a row is wrong when some
+    class scores strictly above the target's score, so ties count as correct."""
+    batch = float(logits.shape[0])
+    if logits.shape[1] == 1:
+        positive = step(logits)
+        wrong = add(mul(targets, sub(1.0, positive)), mul(sub(1.0, targets), positive))
+        return sub(batch, sum_(wrong))
+    target_score = sum_(mul(logits, targets), axis=1, keepdims=True)
+    beaten_by = sum_(step(sub(logits, target_score)), axis=1)
+    return sub(batch, sum_(step(beaten_by)))
+
+
+def _default_loss(task: str) -> Callable[[Node, Node], Node]:
+    from gradviz.nn import losses
+
+    return losses.classification_loss if task == CLASSIFICATION else losses.mse
+
+
+def _check_task(task: str) -> None:
+    if task not in (CLASSIFICATION, REGRESSION):
+        raise GradvizError(f"task must be {CLASSIFICATION!r} or {REGRESSION!r}, got {task!r}")
+
+
+def _forward(model, batch: int, input_shape: Sequence[int], dtype: str, train: bool, task: str,
+             loss_fn):
+    _check_task(task)
+    x = var("x", (batch, *input_shape), dtype)
+    out = model(x, train=train)
+    if out.ndim != 2 or out.shape[0] != batch:
+        raise GradvizError(f"the model gives outputs of shape {out.shape}; "
+                           f"a ({batch}, outputs) matrix is needed")
+    target = var("target", out.shape, out.dtype)
+    loss = (loss_fn or _default_loss(task))(out, target)
+    if loss.shape != ():
+        raise GradvizError(f"the loss must be a scalar, got shape {loss.shape}")
+    correct = correct_count(out, target) if task == CLASSIFICATION else None
+    return x, target, out, loss, correct
+
+
+def build_train_step(model, batch: int, input_shape: Sequence[int], *,
+                     optimizer: Optimizer, task: str = CLASSIFICATION, l2: float = 0.0,
+                     dtype: str = "float32",
+                     loss_fn: Callable[[Node, Node], Node] | None = None) -> TrainStep:
+    """The whole training step of `model` for batches of `batch` examples.
+
+    `model(x, train=True)` builds the forward graph and `model.parameters()` lists its `param`
+    nodes. The target input is shaped like the model's output: one-hot rows (or a 0/1 column for a
+    single-logit binary model, see `encode_targets`). The default loss is
+    `losses.classification_loss` (MSE for regression), or `loss_fn(outputs, target)`. `l2 > 0` adds (l2/2)*sum(w**2) over the
+    weights (parameters with 2+ axes) to the loss that is differentiated; the `loss` output stays
+    the data loss, so it compares across runs with different `l2`.
+    """
+    if batch < 1:
+        raise GradvizError(f"batch size must be >= 1, got {batch}")
+    if not np.isfinite(l2) or l2 < 0:
+        raise GradvizError(f"--l2 must be a number >= 0, got {l2}")
+    x, target, _, loss, correct = _forward(model, batch, input_shape, dtype, True, task,
+                                           loss_fn)
+    params = tuple(model.parameters())
+    if not params:
+        raise GradvizError("the model has no parameters to train")
+    objective = loss
+    penalty = l2_term(params, l2) if l2 > 0 else None
+    if penalty is not None:
+        objective = add(loss, penalty)
+    grads = grad(objective, list(params))
+    lr = var("lr", (), params[0].dtype)
+    update = optimizer.build(params, grads, lr)
+    outputs = (loss, *(() if correct is None else (correct,)), *update.new_params,
+               *update.new_state)
+    graph = Graph(outputs)
+    known = {x, target, lr, *params, *update.state}
+    masks = tuple(n for n in graph.variables() if n not in known)
+    return TrainStep(graph, batch, x, target, lr, params, update.state, masks, loss, correct,
+                     update.new_params, update.new_state, update.initial)
+
+
+def build_eval_step(model, batch: int, input_shape: Sequence[int], *,
+                    task: str = CLASSIFICATION, dtype: str = "float32",
+                    loss_fn: Callable[[Node, Node], Node] | None = None) -> EvalStep:
+    """The forward pass of `model` in evaluation mode for batches of `batch` examples."""
+    x, target, out, loss, correct = _forward(model, batch, input_shape, dtype, False, task,
+                                             loss_fn)
+    outputs = (loss, *(() if correct is None else (correct,)), out)
+    graph = Graph(outputs)
+    params = tuple(n for n in graph.variables() if n.op == "param")
+    extra = [n for n in graph.variables() if n.op == "var" and n not in (x, target)]
+    if extra:
+        raise GradvizError(f"the evaluation graph needs inputs {', '.join(n.name for n in extra)}"
+                           " (a model in eval mode must not need random masks)")
+    return EvalStep(graph, batch, x, target, params, loss, correct, out)
+
+
+def encode_targets(y: np.ndarray, n_outputs: int, task: str, dtype: str) -> np.ndarray:
+    """Targets as the step graph takes them, for a model with `n_outputs` outputs: one-hot rows
+    of class indices (a 0/1 column when `n_outputs` is 1), or (N, n_outputs) regression values."""
+    if task == CLASSIFICATION:
+        from gradviz.nn.losses import one_hot
+
+        return one_hot(y, n_outputs, dtype=dtype)
+    return np.asarray(y).reshape(len(y), n_outputs).astype(dtype)
+
+
+# -- running graphs -----------------------------------------------------------------------------
+class NumpyRunner:
+    """Runs a graph with the NumPy reference interpreter (`--device numpy`)."""
+
+    device = "numpy"
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+
+    def __call__(self, feeds: Mapping[Node, np.ndarray]) -> list:
+        values = evaluate(self.graph.outputs, feeds, order=self.graph.nodes)
+        return [values[o] for o in self.graph.outputs]
+
+
+def resolve_device(device: str) -> str:
+    """The device a `--device` value names: `auto` is cuda when the compiler and a GPU are
+    there, cpu when only the compiler is, numpy otherwise."""
+    if device not in DEVICES:
+        raise GradvizError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
+    if device != "auto":
+        return device
+    try:
+        import gradviz.compile  # noqa: F401
+    except ImportError:
+        return "numpy"
+    try:
+        from numba import cuda
+
+        return "cuda" if cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001 - any CUDA setup problem means "no GPU here"
+        return "cpu"
+
+
+def make_runner(graph: Graph, device: str) -> Runner:
+    """A runner for `graph` on a concrete device (numpy, cpu or cuda): the one place the
+    trainer meets the compilers."""
+    if device == "numpy":
+        return NumpyRunner(graph)
+    if device not in ("cpu", "cuda"):
+        raise GradvizError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
+    try:
+        from gradviz.compile import compile as compile_graph
+    except ImportError:
+        raise GradvizError(f"--device {device} needs the Numba compiler (gradviz.compile), "
+                           "which this installation does not have; use --device numpy") from None
+    return compile_graph(graph, device=device)
+
+
+def first_nonfinite(graph: Graph, feeds: Mapping[Node, np.ndarray]) -> str | None:
+    """The listing line of the first node (in topological order) whose value has a NaN or an
+    infinity although its operands are finite: where a non-finite loss came from."""
+    values = evaluate(graph.outputs, feeds, order=graph.nodes)
+    bad: set[Node] = set()
+    lines = str(graph).splitlines()
+    for i, node in enumerate(graph.nodes):
+        if np.all(np.isfinite(values[node])):
+            continue
+        if not any(s in bad for s in node.src):
+            return " ".join(lines[i].split())
+        bad.add(node)
+    return None
