@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "grad": ("grad", "grad", "Value and partial derivatives by backprop and finite differences."),
     "train": ("train", "train", "Train a model on a data set (progress, metrics, checkpoints)."),
     "evaluate": ("evaluate", "evaluate", "Accuracy and confusion matrix of a trained model."),
+    "summary": ("summary", "summary", "Layer table of a model: output shapes, parameter counts."),
 }
 
 

@@ -312,11 +312,12 @@ class Sequential(Module):
     """Layers applied in order; layer i's parameters are named `i.weight`, `i.bias`.
 
     `input_shape` (without the batch axis) is remembered for `summary()`; `labels` maps a
-    layer's index to a note shown in the layer table (LeNet-5's C1, S2, ...).
+    layer's index to a note shown in the layer table (LeNet-5's C1, S2, ...); `description` is
+    one line about the model.
     """
 
     def __init__(self, *layers: Module | Iterable[Module], input_shape=None,
-                 labels: Mapping[int, str] | None = None):
+                 labels: Mapping[int, str] | None = None, description: str = ""):
         super().__init__()
         if len(layers) == 1 and not isinstance(layers[0], Module):
             layers = tuple(layers[0])
@@ -325,6 +326,7 @@ class Sequential(Module):
         self.layers: tuple[Module, ...] = tuple(layers)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.labels = dict(labels or {})
+        self.description = description
         self._resolve_init()
 
     def _resolve_init(self) -> None:

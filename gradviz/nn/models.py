@@ -64,8 +64,8 @@ def build_model(name: str, input_shape=None, n_classes: int = 10, hidden=None,
         spec = load_model_file(name)
         return model_from_spec(spec, input_shape, n_classes, dtype)
     if name not in MODELS:
-        raise GradvizError(f"unknown model {name!r} (known: {', '.join(MODELS)}, or a .json "
-                           "model file)")
+        raise GradvizError(f"unknown model {name!r} (known: {', '.join(MODELS)}, or a .json or "
+                           ".yaml model file)")
     if n_classes < 1 or (name != "perceptron" and n_classes < 2):
         raise GradvizError(f"{name} needs at least 2 classes, got {n_classes}")
     if hidden is not None and name not in _DEFAULT_HIDDEN:
@@ -92,7 +92,7 @@ def build_model(name: str, input_shape=None, n_classes: int = 10, hidden=None,
             layers.append(Linear(a, b, dtype=dtype))
             if i < len(sizes) - 2:
                 layers.append(ReLU())
-    model = Sequential(layers, input_shape=shape, labels=labels)
+    model = Sequential(layers, input_shape=shape, labels=labels, description=MODELS[name])
     _check_fits(model, name, shape)
     return model
 
@@ -215,7 +215,7 @@ def model_from_spec(spec: dict, input_shape=None, n_classes: int = 10,
             raise GradvizError(f"model file: layer {i} ({layer.describe()}) does not fit input "
                                f"{'x'.join(map(str, current))}: {exc}") from None
         layers.append(layer)
-    return Sequential(layers, input_shape=shape)
+    return Sequential(layers, input_shape=shape, description=str(spec.get("description", "")))
 
 
 def _layer_from_spec(i: int, entry, shape, n_classes: int, dtype: str) -> Module:

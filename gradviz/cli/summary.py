@@ -1,0 +1,68 @@
+"""`gradviz summary`: a model's layer table, with output shapes and parameter counts."""
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+from gradviz.errors import GradvizError
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """`"1,28,28"` (or `1x28x28`) -> (1, 28, 28); None stays None."""
+    if text is None:
+        return None
+    parts = [p for p in re.split(r"[,x\s]+", text.strip()) if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise GradvizError(f"--input-shape expects sizes like 1,28,28, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise GradvizError(f"--input-shape expects positive sizes like 1,28,28, got {text!r}")
+    return shape
+
+
+def summary_report(model_name: str, input_shape=None, n_classes: int = 10,
+                   hidden=None) -> dict:
+    """The `summary --json` object: model, input shape, one entry per layer, total parameters."""
+    from gradviz.nn.models import build_model
+
+    model = build_model(model_name, input_shape, n_classes, hidden)
+    rows = model.summary()
+    return {
+        "model": model_name,
+        "description": model.description,
+        "input_shape": list(model.input_shape),
+        "layers": [{"name": r.name, "layer": r.layer, "output_shape": list(r.output_shape),
+                    "params": r.params, "label": r.label} for r in rows],
+        "total_params": sum(r.params for r in rows),
+    }
+
+
+@click.command("summary")
+@click.option("--model", "-m", "model_name", required=True,
+              help="A model name (perceptron, logreg, mlp, cnn, lenet) or a .json/.yaml model "
+                   "file.")
+@click.option("--input-shape", default=None,
+              help="Input size without the batch axis, e.g. 1,28,28 (default: the model file's, "
+                   "else 1,28,28).")
+@click.option("--classes", "n_classes", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Number of classes (the output width).")
+@click.option("--hidden", default=None, help="Hidden sizes for mlp and cnn, e.g. 256,128.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def summary(model_name: str, input_shape: str | None, n_classes: int, hidden: str | None,
+            as_json: bool) -> None:
+    """Show a model's layers with their output shapes and parameter counts, and the total
+    (LeNet-5: 61,706). Models are listed in `gradviz.nn.MODELS`; a model file lists its layers
+    (see docs/networks.md)."""
+    from gradviz.nn.module import SummaryRow, format_summary
+
+    report = summary_report(model_name, parse_shape(input_shape), n_classes, hidden)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    rows = [SummaryRow(r["name"], r["layer"], tuple(r["output_shape"]), r["params"], r["label"])
+            for r in report["layers"]]
+    click.echo(f"{model_name}: {report['description']}" if report["description"] else model_name)
+    click.echo(format_summary(rows, report["input_shape"]))
