@@ -13,6 +13,7 @@ Install micrograd with `pip install micrograd` to compare; without it only gradv
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import random
@@ -117,6 +118,7 @@ def micrograd_mlp(xs, ys, weights):
 def median_time(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
+        gc.collect()  # start each run from the same heap: neither side pays for the other's garbage
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
