@@ -333,35 +333,32 @@ def is_zero(expr: sp.Expr) -> bool:
 
 
 def _zero_almost_everywhere(expr: sp.Expr) -> bool:
-    """0, or a Piecewise that is 0 except where an equality holds (a set of measure zero) or
-    where earlier pieces already cover every real value."""
+    """0, or a Piecewise whose nonzero pieces apply only on a set of measure zero (where an
+    equality holds, once the earlier pieces' conditions are taken out)."""
     if expr == 0:
         return True
     if not isinstance(expr, sp.Piecewise):
         return False
     covered = sp.false
     for value, cond in expr.args:
-        if value != 0 and not _measure_zero(cond) and not _always(covered):
+        if value != 0 and not _negligible(sp.And(cond, sp.Not(covered))):
             return False
-        covered = covered | cond
+        covered = sp.Or(covered, cond)
     return True
 
 
-def _measure_zero(cond) -> bool:
+def _negligible(cond) -> bool:
+    """Whether a condition holds only on a set of measure zero (decided exactly for one
+    variable; for more, only a plain equality counts)."""
+    if cond == sp.false:
+        return True
+    if len(cond.free_symbols) == 1:
+        try:
+            return cond.as_set().measure == 0
+        except (NotImplementedError, TypeError, ValueError, AttributeError):
+            pass
     return isinstance(cond, sp.Eq) or isinstance(cond, sp.And) and any(
         isinstance(c, sp.Eq) for c in cond.args)
-
-
-def _always(cond) -> bool:
-    """Whether a condition holds for every real value (SymPy decides this for one variable)."""
-    if cond == sp.true:
-        return True
-    if len(cond.free_symbols) != 1:
-        return False
-    try:
-        return cond.as_set() == sp.S.Reals
-    except (NotImplementedError, TypeError, ValueError):
-        return False
 
 
 def prove_equal(a: sp.Expr, b: sp.Expr, *, points: int = 20, seed: int = 0,

@@ -14,9 +14,12 @@ import click
 # command name -> (module under gradviz.cli, attribute, one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "grad": ("grad", "grad", "Value and partial derivatives by backprop and finite differences."),
+    "check": ("check", "check", "Prove a hand-derived derivative, or refute it with a point."),
+    "explain": ("explain", "explain", "The chain rule written out factor by factor, path by path."),
     "train": ("train", "train", "Train a model on a data set (progress, metrics, checkpoints)."),
     "evaluate": ("evaluate", "evaluate", "Accuracy and confusion matrix of a trained model."),
     "summary": ("summary", "summary", "Layer table of a model: output shapes, parameter counts."),
+    "descend": ("descend", "descend", "Gradient descent on an expression, iteration by iteration."),
 }
 
 

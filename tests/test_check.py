@@ -1,0 +1,110 @@
+"""Checking hand-derived derivatives: the issue's golden cases, from Python and from the CLI."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import gradviz as gv
+from gradviz.check import INCONCLUSIVE, REFUTED, VERIFIED, check_claim
+from gradviz.cli import cli
+
+SIGMOID = "1/(1+exp(-(w*x+b)))"
+
+
+def claim(expression, wrt, text, **kwargs):
+    variables = {}
+    f = gv.parse(expression, variables)
+    return check_claim(f, variables[wrt], gv.parse(text, dict(variables)), **kwargs)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["check", *args])
+
+
+def test_sigmoid_claim_with_x_is_verified():
+    result = claim(SIGMOID, "w", "x*sigmoid(w*x+b)*(1-sigmoid(w*x+b))")
+    assert result.verdict == VERIFIED and result.counterexample is None
+    assert result.derivative_text == "x*exp(-b - w*x)/(exp(-b - w*x) + 1)**2"
+
+
+def test_sigmoid_claim_without_x_is_refuted_with_true_numbers():
+    result = claim(SIGMOID, "w", "sigmoid(w*x+b)*(1-sigmoid(w*x+b))")
+    assert result.verdict == REFUTED
+    ce = result.counterexample
+    p = ce.point
+    s = gv.value(gv.sigmoid(gv.var("u")), u=p["w"] * p["x"] + p["b"])
+    assert ce.claimed == pytest.approx(s * (1 - s), rel=1e-12)
+    assert ce.actual == pytest.approx(p["x"] * s * (1 - s), rel=1e-12)
+    assert ce.claimed != pytest.approx(ce.actual)
+
+
+def test_squared_error_claim_is_verified():
+    assert claim("(w*x+b-y)**2/2", "w", "(w*x+b-y)*x").verdict == VERIFIED
+
+
+def test_the_given_point_is_tried_first():
+    at = {"w": 0.5, "x": 2.0, "b": 1.0, "y": 3.0}
+    result = claim("(w*x+b-y)**2/2", "w", "(w*x+b-y)", at=at)
+    assert result.verdict == REFUTED and result.counterexample.point == at
+    assert (result.counterexample.claimed, result.counterexample.actual) == (-1.0, -2.0)
+
+
+def test_undecided_identity_is_inconclusive_and_counts_points():
+    # exp(x*log(x)) == x**x only where x > 0, which SymPy does not assume of a real x
+    result = claim("x**x", "x", "exp(x*log(x))*(log(x)+1)")
+    assert result.verdict == INCONCLUSIVE
+    assert 10 <= result.points_agreed < 40  # points with x <= 0 are not in the domain
+
+
+def test_kinks_do_not_refute():
+    assert claim("relu(x)**2", "x", "2*x*step(x)").verdict == VERIFIED
+    assert claim("abs(x*y)", "x", "y*sign(x*y)").verdict == VERIFIED
+    wrong = claim("relu(x)**2", "x", "2*x")
+    assert wrong.verdict == REFUTED and wrong.counterexample.point["x"] < 0
+
+
+def test_claim_with_a_variable_the_expression_lacks_is_bad_input():
+    with pytest.raises(gv.GradvizError, match="the claim uses 'q'"):
+        claim("x*y", "x", "q")
+
+
+def test_json_shape_and_exit_codes():
+    ok = run(SIGMOID, "--wrt", "w", "--claim", "x*sigmoid(w*x+b)*(1-sigmoid(w*x+b))", "--json")
+    assert ok.exit_code == 0
+    out = json.loads(ok.output)
+    assert out["verdict"] == "verified" and out["counterexample"] is None
+    assert out["derivative"] == "x*exp(-b - w*x)/(exp(-b - w*x) + 1)**2"
+    bad = run(SIGMOID, "--wrt", "w", "--claim", "sigmoid(w*x+b)*(1-sigmoid(w*x+b))", "--json")
+    assert bad.exit_code == 1
+    out = json.loads(bad.output)
+    assert out["verdict"] == "refuted"
+    assert set(out["counterexample"]) == {"point", "claimed", "actual"}
+    assert set(out["counterexample"]["point"]) == {"w", "x", "b"}
+    maybe = run("x**x", "--wrt", "x", "--claim", "exp(x*log(x))*(log(x)+1)")
+    assert maybe.exit_code == 0 and "inconclusive" in maybe.output
+
+
+def test_text_output():
+    result = run("(w*x+b-y)**2/2", "--wrt", "w", "--claim", "(w*x+b-y)", "--at",
+                 "w=0.5,x=2,b=1,y=3")
+    assert result.exit_code == 1
+    assert "refuted: at w=0.5, x=2, b=1, y=3" in result.output
+    assert "the claim gives      -1" in result.output
+    assert "the derivative is    -2" in result.output
+    assert "SymPy    : df/dw = x*(b + w*x - y)" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["x*y", "--wrt", "x", "--claim", "y*"], "in the claim: syntax error"),
+    (["x*y", "--wrt", "x", "--claim", "__import__('os')"], "in the claim"),
+    (["x*y", "--wrt", "x", "--claim", "q"], "the claim uses 'q'"),
+    (["x*y", "--wrt", "z", "--claim", "y"], "does not use it"),
+    (["x*y", "--wrt", "x,y", "--claim", "y"], "exactly one variable"),
+    (["x*y", "--wrt", "x", "--claim", "y", "--at", "z=1"], "does not use"),
+    (["x*y", "--wrt", "x"], "Missing option '--claim'"),
+])
+def test_bad_input_exits_2_with_one_line(args, message):
+    result = run(*args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradviz: error:") and message in lines[0]
