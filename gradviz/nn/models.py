@@ -59,15 +59,16 @@ def build_model(name: str, input_shape=None, n_classes: int = 10, hidden=None,
                 dtype: str = "float32") -> Sequential:
     """The model called `name` (a key of `MODELS`, or the path of a .json/.yaml model file) for
     inputs of `input_shape` (without the batch axis; default (1, 28, 28), or the file's) and
-    `n_classes` classes. `hidden` sets the hidden sizes of `mlp` and `cnn`."""
+    `n_classes` classes (the output width; 1 gives one output, for regression or a binary
+    logit). `hidden` sets the hidden sizes of `mlp` and `cnn`."""
     if _is_model_file(name):
         spec = load_model_file(name)
         return model_from_spec(spec, input_shape, n_classes, dtype)
     if name not in MODELS:
         raise GradvizError(f"unknown model {name!r} (known: {', '.join(MODELS)}, or a .json or "
                            ".yaml model file)")
-    if n_classes < 1 or (name != "perceptron" and n_classes < 2):
-        raise GradvizError(f"{name} needs at least 2 classes, got {n_classes}")
+    if n_classes < 1:
+        raise GradvizError(f"a model needs at least one output, got {n_classes} classes")
     if hidden is not None and name not in _DEFAULT_HIDDEN:
         raise GradvizError(f"--hidden applies to mlp and cnn, not {name}")
     hidden = _hidden(hidden if hidden is not None else _DEFAULT_HIDDEN.get(name, ()))

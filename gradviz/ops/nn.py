@@ -232,34 +232,52 @@ def _unpool_shape(op, pooled_index):
     return rule
 
 
-def _max_positions(x: np.ndarray, kernel, stride) -> np.ndarray:
-    """Flat index into `x` of each window's first maximum, shape (N, C, OH, OW)."""
+def _offsets(x: np.ndarray, kernel, stride, oh, ow):
+    """(a*kw + b, view) for each kernel offset (a, b): the (N, C, OH, OW) strided view of the
+    entries at that offset of every window. Pooling loops over the KH*KW offsets (vectorized
+    over the batch), which is several times faster than reducing a window view."""
+    (kh, kw), (sh, sw) = kernel, stride
+    for a in range(kh):
+        for b in range(kw):
+            yield a * kw + b, x[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw]
+
+
+def _max_and_where(x: np.ndarray, kernel, stride):
+    """Each window's maximum, and the flat index into `x` of its first maximum."""
     n, c, h, w = x.shape
-    kh, kw = kernel
-    oh, ow = _out_size(h, kh, stride[0], 0), _out_size(w, kw, stride[1], 0)
-    win = _windows(x, kh, kw, stride, oh, ow).reshape(n, c, oh, ow, kh * kw)
-    arg = win.argmax(axis=-1)
+    kw = kernel[1]
+    oh, ow = _out_size(h, kernel[0], stride[0], 0), _out_size(w, kw, stride[1], 0)
+    best, arg = None, None
+    for k, view in _offsets(x, kernel, stride, oh, ow):
+        if best is None:
+            best, arg = view.copy(), np.zeros(view.shape, dtype=np.intp)
+            continue
+        better = view > best  # strict: a tie keeps the first maximum
+        np.copyto(best, view, where=better)
+        arg[better] = k
     rows = np.arange(oh)[:, None] * stride[0] + arg // kw
     cols = np.arange(ow)[None, :] * stride[1] + arg % kw
     planes = np.arange(n * c).reshape(n, c, 1, 1)
-    return (planes * h + rows) * w + cols
+    return best, (planes * h + rows) * w + cols
 
 
 def _max_pool2d_impl(node: Node, x):
-    kernel, stride = node.attrs["kernel"], node.attrs["stride"]
     _, _, oh, ow = node.shape
-    return _windows(x, *kernel, stride, oh, ow).max(axis=(4, 5))
+    out = None
+    for _, view in _offsets(x, node.attrs["kernel"], node.attrs["stride"], oh, ow):
+        out = view.copy() if out is None else np.maximum(out, view, out=out)
+    return out
 
 
 def _max_pool2d_grad_impl(node: Node, x, g):
-    where = _max_positions(x, node.attrs["kernel"], node.attrs["stride"])
+    where = _max_and_where(x, node.attrs["kernel"], node.attrs["stride"])[1]
     # bincount sums the contributions of overlapping windows that share a maximum
     flat = np.bincount(where.ravel(), weights=np.ravel(g), minlength=x.size)
     return flat.reshape(x.shape)
 
 
 def _max_pool2d_gather_impl(node: Node, x, h):
-    where = _max_positions(x, node.attrs["kernel"], node.attrs["stride"])
+    where = _max_and_where(x, node.attrs["kernel"], node.attrs["stride"])[1]
     return np.ravel(h)[where]
 
 
@@ -297,19 +315,21 @@ primitive("max_pool2d_gather", shape=_gather_shape, impl=_max_pool2d_gather_impl
 
 
 def _avg_pool2d_impl(node: Node, x):
-    (kh, kw), (sh, sw) = node.attrs["kernel"], node.attrs["stride"]
+    kernel = node.attrs["kernel"]
     _, _, oh, ow = node.shape
-    return _windows(x, kh, kw, (sh, sw), oh, ow).mean(axis=(4, 5))
+    out = None
+    for _, view in _offsets(x, kernel, node.attrs["stride"], oh, ow):
+        out = view.copy() if out is None else np.add(out, view, out=out)
+    return out * (1.0 / (kernel[0] * kernel[1]))
 
 
 def _avg_pool2d_transpose_impl(node: Node, g):
-    (kh, kw), (sh, sw) = node.attrs["kernel"], node.attrs["stride"]
+    kernel = node.attrs["kernel"]
     _, _, oh, ow = g.shape
     out = np.zeros(node.shape, dtype=g.dtype)
-    share = g / (kh * kw)
-    for a in range(kh):
-        for b in range(kw):
-            out[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw] += share
+    share = g * (1.0 / (kernel[0] * kernel[1]))
+    for _, view in _offsets(out, kernel, node.attrs["stride"], oh, ow):
+        view += share
     return out
 
 
