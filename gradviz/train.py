@@ -257,14 +257,17 @@ class Trainer:
         self.task = self.dataset.task
         self.dtype = _dtype(self.model)
         self._steps: dict[int, tuple[TrainStep, Any]] = {}
+        self.build_seconds = 0.0  # building and compiling step graphs, not counted as training
 
     # -- pieces --
     def _train_step(self, batch: int):
         if batch not in self._steps:
+            started = time.perf_counter()
             step = build_train_step(self.model, batch, self.dataset.input_shape,
                                     optimizer=self.optimizer, task=self.task, l2=self.config.l2,
                                     dtype=self.dtype)
-            self._steps[batch] = (step, make_runner(step.graph, self.device))
+            self._steps[batch] = (step, make_runner(step, self.device))
+            self.build_seconds += time.perf_counter() - started
         return self._steps[batch]
 
     def _targets(self, y: np.ndarray, n_outputs: int) -> np.ndarray:
@@ -284,7 +287,8 @@ class Trainer:
     def _meta(self, epoch: int, rng: np.random.Generator, history: list[EpochRecord]) -> dict:
         ds = self.dataset
         return {
-            "epoch": epoch, "config": self.config.to_dict(), "optimizer": self.optimizer.config(),
+            "epoch": epoch, "config": self.config.to_dict(), "device": self.device,
+            "optimizer": self.optimizer.config(),
             "rng": rng.bit_generator.state, "history": [dataclasses.asdict(r) for r in history],
             "normalizer": ds.normalizer.to_dict(),
             "dataset": {"name": ds.name, "task": ds.task, "n_classes": ds.n_classes,
@@ -349,6 +353,7 @@ class Trainer:
         train_seconds, samples = 0.0, 0
         for epoch in range(first_epoch, config.epochs):
             epoch_started = time.perf_counter()
+            built_before = self.build_seconds
             lr = self.schedule(epoch)
             self.reporter.epoch_start(epoch + 1, config.epochs, batches)
             order = rng.permutation(n)
@@ -371,7 +376,8 @@ class Trainer:
                 for s, value in zip(step.state, out[k + len(step.params):]):
                     state[s.name] = value
                 self.reporter.batch_end()
-            train_seconds += time.perf_counter() - epoch_started
+            train_seconds += time.perf_counter() - epoch_started - (self.build_seconds
+                                                                    - built_before)
             samples += n
             val_loss, val_acc, _ = evaluator.run(params, ds.X_val, T_val)
             record = EpochRecord(epoch + 1, lr, loss_sum / n,

@@ -91,20 +91,20 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
             raise GradvizError("--resume needs --checkpoint DIR")
         from gradviz import checkpoint as ckpt
 
-        saved = ckpt.load(checkpoint).meta.get("config")
+        meta = ckpt.load(checkpoint).meta
         try:
-            base = TrainConfig.from_dict(saved).to_dict()
+            base = TrainConfig.from_dict(meta.get("config")).to_dict()
         except (GradvizError, TypeError) as exc:
             raise GradvizError(f"corrupt checkpoint in {checkpoint}: {exc}") from None
         if base.get("hidden") is not None:
             base["hidden"] = tuple(base["hidden"])
-        return TrainConfig(**{**base, **given})
+        return TrainConfig(**{**base, **given}), meta.get("device")
     for required in ("model", "data"):
         if required not in given:
             raise GradvizError(f"missing option --{required}")
     defaults = {field: options[opt] for opt, field in CONFIG_OPTIONS.items()
                 if opt not in ("model", "data", "hidden")}
-    return TrainConfig(**{**defaults, "hidden": None, **given})
+    return TrainConfig(**{**defaults, "hidden": None, **given}), None
 
 
 @click.command()
@@ -130,8 +130,8 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
               help="Seeds the split, the initialization, shuffling and dropout.")
 @click.option("--checkpoint", metavar="DIR", help="Save a checkpoint into DIR after every epoch.")
 @click.option("--resume", is_flag=True,
-              help="Continue the checkpoint in --checkpoint DIR (settings not given are taken "
-                   "from it).")
+              help="Continue the checkpoint in --checkpoint DIR (settings not given, the device "
+                   "included, are taken from it).")
 @click.option("--json", "as_json", is_flag=True,
               help="JSON lines: one per epoch, then the summary.")
 @click.option("--plot", metavar="FILE", help="Write loss/accuracy curves (.png, .svg, .pdf).")
@@ -150,7 +150,10 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     options = dict(model=model, data=data, target=target, hidden=hidden, epochs=epochs,
                    batch=batch, lr=lr, optimizer=optimizer and optimizer.lower(), l2=l2,
                    lr_decay=lr_decay, seed=seed)
-    config = _config_from(ctx, options, resume, checkpoint)
+    config, saved_device = _config_from(ctx, options, resume, checkpoint)
+    if saved_device in DEVICE_NAMES and \
+            ctx.get_parameter_source("device") == ParameterSource.DEFAULT:
+        device = saved_device  # the same device computes the same bits
     if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):
         raise GradvizError(f"--plot writes .png, .svg or .pdf files, not {plot!r}")
     reporter = ConsoleReporter(as_json)

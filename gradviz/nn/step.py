@@ -11,8 +11,9 @@ one batch size; the trainer builds a second one for the last, smaller batch of a
 
 A *runner* executes a graph: `runner(feeds) -> list` takes `{input node: array}` and returns the
 values of `graph.outputs`, in order. `make_runner(graph, device)` picks one: `"numpy"` is the
-reference interpreter; `"cpu"`/`"cuda"` come from `gradviz.compile.compile(graph, device=...)`,
-which must return a callable with the same contract.
+reference interpreter; `"cpu"`/`"cuda"` come from `gradviz.compiler.compile(graph, device=...)`,
+which returns a callable with the same contract. Output arrays belong to the caller (a compiled
+runner given a `TrainStep` may write new parameters into the arrays fed in, and return those).
 """
 from __future__ import annotations
 
@@ -203,37 +204,42 @@ class NumpyRunner:
 
 
 def resolve_device(device: str) -> str:
-    """The device a `--device` value names: `auto` is cuda when the compiler and a GPU are
-    there, cpu when only the compiler is, numpy otherwise."""
+    """The device a `--device` value names: `auto` is the best the compiler offers (cuda when a
+    GPU is there, then cpu), or numpy when there is no compiler."""
     if device not in DEVICES:
         raise GradvizError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
     if device != "auto":
         return device
     try:
-        import gradviz.compile  # noqa: F401
+        from gradviz.compiler import DEVICES as compiled
     except ImportError:
         return "numpy"
-    try:
-        from numba import cuda
+    if "cuda" in compiled:
+        try:
+            from numba import cuda
 
-        return "cuda" if cuda.is_available() else "cpu"
-    except Exception:  # noqa: BLE001 - any CUDA setup problem means "no GPU here"
-        return "cpu"
+            if cuda.is_available():
+                return "cuda"
+        except Exception:  # noqa: BLE001 - any CUDA setup problem means "no GPU here"
+            pass
+    return "cpu" if "cpu" in compiled else "numpy"
 
 
-def make_runner(graph: Graph, device: str) -> Runner:
-    """A runner for `graph` on a concrete device (numpy, cpu or cuda): the one place the
+def make_runner(target: Graph | TrainStep, device: str) -> Runner:
+    """A runner for a graph (or a whole `TrainStep`, whose parameters and state a compiled
+    runner may update in place) on a concrete device: numpy, cpu or cuda. The one place the
     trainer meets the compilers."""
+    graph = target.graph if isinstance(target, TrainStep) else target
     if device == "numpy":
         return NumpyRunner(graph)
     if device not in ("cpu", "cuda"):
         raise GradvizError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
     try:
-        from gradviz.compile import compile as compile_graph
+        from gradviz.compiler import compile as compile_graph
     except ImportError:
-        raise GradvizError(f"--device {device} needs the Numba compiler (gradviz.compile), "
+        raise GradvizError(f"--device {device} needs the Numba compiler (gradviz.compiler), "
                            "which this installation does not have; use --device numpy") from None
-    return compile_graph(graph, device=device)
+    return compile_graph(target, device=device)
 
 
 def first_nonfinite(graph: Graph, feeds: Mapping[Node, np.ndarray]) -> str | None:
