@@ -32,7 +32,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.ir import Node
-from gradviz.ops.elementwise import _scale, div, exp, log, mul, sigmoid, step, sub
+from gradviz.ops.elementwise import (_scale, _sigmoid_scalar, div, exp, log, mul, sigmoid, step,
+                                     sub)
 from gradviz.ops.leaves import lift
 from gradviz.ops.reduce import _normalize_axes, _reduced_shape, sum as sum_
 from gradviz.ops.shape import broadcast_to, make, reshape
@@ -426,7 +427,8 @@ def _softplus_scalar(node, x):
 
 primitive("softplus", shape=lambda x: (x.shape, x.dtype),
           impl=lambda n, x: np.logaddexp(0.0, x).astype(n.dtype, copy=False),
-          scalar=_softplus_scalar, vjp=lambda n, g: (_scale(g, sigmoid(n.src[0])),))
+          scalar=_softplus_scalar, vjp=lambda n, g: (_scale(g, sigmoid(n.src[0])),),
+          scalar_vjp=lambda n, g, y, x: (g * _sigmoid_scalar(n, x),))
 
 
 def softplus(x) -> Node:
