@@ -35,6 +35,8 @@ _EXPORTS = {
     # symbolic gradients, proofs, explanations, custom ops
     "to_sympy": "gradviz.symbolic", "from_sympy": "gradviz.symbolic",
     "symbolic_gradients": "gradviz.symbolic",
+    "check_claim": "gradviz.check", "check_nodes": "gradviz.nodecheck",
+    "define_op": "gradviz.custom", "remove_op": "gradviz.custom",
     # errors
     "GradvizError": "gradviz.errors", "ParseError": "gradviz.errors",
     "ShapeError": "gradviz.errors",

@@ -15,9 +15,10 @@ SYMBOLIC_RTOL = 1e-9  # backprop and the SymPy formula compute the same real num
 
 
 def gradient_report(expression: str, at: dict[str, float], wrt: list[str],
-                    latex: bool = False) -> dict:
+                    latex: bool = False, nodes: bool = False) -> dict:
     """The `grad --json` object: value, and per variable the backprop, numeric and symbolic
-    derivatives, the simplified formula (and its LaTeX when `latex`)."""
+    derivatives, the simplified formula (and its LaTeX when `latex`); with `nodes`, each node's
+    local derivative checked on its own (`nodes`, and `wrong_node` naming the first bad one)."""
     from gradviz.autodiff import backprop
     from gradviz.numeric import agrees, numeric_grad
     from gradviz.symbolic import symbolic_gradients
@@ -57,13 +58,21 @@ def gradient_report(expression: str, at: dict[str, float], wrt: list[str],
         }
         if latex:
             gradients[name]["latex"] = sym.latex()
-    return {
+    report = {
         "expression": expression,
         "point": at,
         "value": result.value,
         "gradients": gradients,
         "agree": all(g["agree"] is not False for g in gradients.values()),
     }
+    if nodes:
+        from gradviz.nodecheck import check_nodes
+
+        checks = check_nodes(output, at)
+        report["nodes"] = checks.to_json()
+        report["wrong_node"] = None if checks.ok else checks.first_wrong.label
+        report["node_table"] = str(checks)
+    return report
 
 
 def _close(a: float, b: float) -> bool:
@@ -114,8 +123,11 @@ def print_table(report: dict) -> None:
 @click.option("--wrt", metavar="a,b", help="Differentiate with respect to these (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--latex", is_flag=True, help="Each partial derivative's formula in LaTeX.")
+@click.option("--nodes", is_flag=True,
+              help="Also check every node's local derivative on its own (VJP rule vs finite "
+                   "differences vs SymPy) and name the first wrong one.")
 def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool,
-         latex: bool) -> int:
+         latex: bool, nodes: bool) -> int:
     """Value and partial derivatives of EXPRESSION, by backprop, finite differences and SymPy.
 
     \b
@@ -125,9 +137,14 @@ def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool,
     Exit code 1 when the methods disagree; kinks (relu, abs at 0, max at a tie) are reported
     as "not differentiable here", not as disagreement.
     """
-    report = gradient_report(expression, parse_points(at), parse_names(wrt), latex=latex)
+    report = gradient_report(expression, parse_points(at), parse_names(wrt), latex=latex,
+                             nodes=nodes)
+    table = report.pop("node_table", None)
     if as_json:
         click.echo(json.dumps(report))
     else:
         print_table(report)
-    return 0 if report["agree"] else 1
+        if table is not None:
+            click.echo("")
+            click.echo(table)
+    return 0 if report["agree"] and report.get("wrong_node") is None else 1
