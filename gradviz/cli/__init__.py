@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("evaluate", "evaluate", "Accuracy and confusion matrix of a trained model."),
     "summary": ("summary", "summary", "Layer table of a model: output shapes, parameter counts."),
     "descend": ("descend", "descend", "Gradient descent on an expression, iteration by iteration."),
+    "fit": ("fit", "fit", "Linear regression by gradient descent (the slides' heights, or a CSV)."),
 }
 
 

@@ -25,7 +25,8 @@ from .csvdata import read_csv
 from .dataset import (CLASSIFICATION, LAYOUTS, REGRESSION, Dataset, Normalizer, check_fractions,
                       random_split)
 from .idx import FASHION_CLASSES, load_mnist_dir
-from .synthetic import BOOLEAN_TARGETS, boolean_gate, make_circles, make_moons, make_spiral
+from .synthetic import (BOOLEAN_TARGETS, boolean_gate, make_circles, make_heights, make_moons,
+                        make_spiral)
 
 #: Data set specs and one-line descriptions, in the order the CLI lists them.
 DATASETS: dict[str, str] = {
@@ -36,6 +37,7 @@ DATASETS: dict[str, str] = {
     "moons": "two interleaving half circles in 2-D (moons:n=200,noise=0.1)",
     "circles": "two concentric circles in 2-D (circles:n=200,noise=0.05,factor=0.5)",
     "digits": "1,797 handwritten 8x8 digits, 10 classes (ships with scikit-learn)",
+    "heights": "the slides' 200 people: weight (kg) from height (cm), weight = 4.057 + 0.3769 h",
     "mnist:DIR": "MNIST 28x28 digits from the IDX files in DIR (train-/t10k-, .gz accepted)",
     "fashion-mnist:DIR": "Fashion-MNIST 28x28 clothing images from the IDX files in DIR",
     "FILE.csv": "a CSV file with a header row; name the column to predict with --target",
@@ -178,6 +180,14 @@ def load_dataset(spec: str | os.PathLike, *, target: str | None = None, seed: in
                       class_names=tuple(str(i) for i in range(k)), image_shape=None,
                       default_norm="standardize", description=DATASETS[name], info=params, **opts)
 
+    if kind == "heights":
+        X, y = make_heights(200 if n is None else n, seed=seed)
+        tr, va, te = random_split(split_rng, len(y), val_fraction, test_fraction)
+        return _build("heights", X[tr], y[tr], X[va], y[va], X[te], y[te], task=REGRESSION,
+                      n_classes=0, feature_names=("height",), class_names=(), image_shape=None,
+                      default_norm="standardize", description=DATASETS["heights"], info={},
+                      **opts)
+
     if kind == "digits":
         X, y = _load_digits()
         return _split_images("digits", X, y, (1, 8, 8), 16.0, tuple(str(i) for i in range(10)),
@@ -238,9 +248,9 @@ def _classify(spec: str, lower: str):
     if not sep:
         if key in BOOLEAN_TARGETS:
             return "boolean", key
-        if key == "digits":
-            return "digits", None
-    elif key in BOOLEAN_TARGETS or key == "digits":
+        if key in ("digits", "heights"):
+            return key, None
+    elif key in BOOLEAN_TARGETS or key in ("digits", "heights"):
         raise GradvizError(f"{key} takes no options (got {spec!r})")
     path = Path(spec).expanduser()
     if path.is_file():

@@ -99,3 +99,35 @@ def make_circles(n: int = 200, noise: float = 0.05, factor: float = 0.5,
     X = X + rng.normal(0.0, noise, X.shape)
     y = np.concatenate([np.zeros(n0, np.int64), np.ones(n1, np.int64)])
     return _shuffled(rng, X, y)
+
+
+#: The slides' height/weight regression (seed 001): least-squares line, its RMSE, and the RMSE
+#: of the guess w = 0.2, b = 3 that the slides start from.
+HEIGHTS_LINE = (4.057, 0.3769)      # weight = b + w * height
+HEIGHTS_RMSE = 1.00795
+HEIGHTS_GUESS = ((3.0, 0.2), 31.86411)
+HEIGHTS_SPREAD = 0.7                # std of the heights (cm), like the slides' rows
+
+
+def make_heights(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The slides' people: X (n, 1) heights in cm around 174, y (n,) weights in kg.
+
+    Built so that the slides' figures hold exactly for every seed: the least-squares line is
+    weight = 4.057 + 0.3769 * height with RMSE 1.00795, and w = 0.2, b = 3 has RMSE 31.86411.
+    (The residuals are made orthogonal to 1 and to the heights, so least squares recovers the
+    line exactly; the mean height is the one that gives the guess its RMSE.)"""
+    _check(n, 0.0, 3)
+    rng = np.random.default_rng([seed, 174])
+    (b, w), rmse = HEIGHTS_LINE, HEIGHTS_RMSE
+    (b0, w0), guess = HEIGHTS_GUESS
+    z = rng.standard_normal(n)
+    z = (z - z.mean()) / z.std()
+    # RMSE(b0, w0)**2 = (mean residual)**2 + (w - w0)**2 var(height) + rmse**2
+    gap = np.sqrt(guess ** 2 - (w - w0) ** 2 * HEIGHTS_SPREAD ** 2 - rmse ** 2)
+    mean_height = (gap - (b - b0)) / (w - w0)
+    height = mean_height + HEIGHTS_SPREAD * z
+    noise = rng.standard_normal(n)
+    basis = np.column_stack([np.ones(n), height])
+    noise -= basis @ np.linalg.lstsq(basis, noise, rcond=None)[0]
+    noise *= rmse / np.sqrt(np.mean(noise ** 2))
+    return height[:, None], b + w * height + noise
