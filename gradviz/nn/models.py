@@ -27,6 +27,7 @@ from gradviz.nn.module import Module
 MODELS: dict[str, str] = {
     "perceptron": "one linear unit: a single logit for 2 classes, one per class otherwise",
     "logreg": "logistic (softmax) regression: one linear layer to the class logits",
+    "linear": "linear regression: one linear layer, y = b + w . x (one output per target)",
     "mlp": "fully connected ReLU network, hidden sizes from --hidden (default 256,128)",
     "cnn": "small conv net (2 x [conv 3x3, ReLU, max-pool 2], dense --hidden 64), fits 8x8 digits",
     "lenet": "LeNet-5: C1 6@5x5, S2 avg-pool, C3 16@5x5, S4 avg-pool, F5 120, F6 84, tanh",
