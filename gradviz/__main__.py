@@ -1,4 +1,5 @@
 """`python -m gradviz` runs the command line."""
 from gradviz.cli import main
 
-main()
+if __name__ == "__main__":
+    main()
