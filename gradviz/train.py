@@ -11,7 +11,10 @@ every checkpoint, so a resumed run draws exactly the numbers the uninterrupted r
 drawn and ends with bit-identical parameters.
 
 The step graph is built for the batch size; when the training split does not divide evenly, a
-second graph is built for the last, smaller batch (every example is used every epoch).
+second graph is built for the last, smaller batch (every example is used every epoch). Only the
+training step runs on the chosen device; validation and test metrics (forward passes, once per
+epoch) run on the NumPy interpreter, so a compiled run compiles one or two graphs, not one per
+split size.
 """
 from __future__ import annotations
 
@@ -343,7 +346,7 @@ class Trainer:
         elif self.checkpoint is not None and ckpt.exists(self.checkpoint):
             raise GradvizError(f"{self.checkpoint} already holds a checkpoint; pass --resume to "
                                "continue it, or choose another directory")
-        evaluator = Evaluator(self.model, ds.input_shape, self.task, self.device, self.dtype)
+        evaluator = Evaluator(self.model, ds.input_shape, self.task, "numpy", self.dtype)
         n_out = self._train_step(min(config.batch, len(ds.X_train)))[0].target.shape[1]
         T_train = self._targets(ds.y_train, n_out)
         T_val = self._targets(ds.y_val, n_out)

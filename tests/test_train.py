@@ -220,6 +220,33 @@ def test_non_finite_loss_stops_with_the_step_and_the_node(tmp_path):
     assert not ckpt.exists(tmp_path)
 
 
+# -- the named models ---------------------------------------------------------------------------
+def test_the_slides_xor_story_one_perceptron_fails_two_layers_succeed():
+    common = dict(data="xor", batch=4, optimizer="sgd", lr=0.5, epochs=200)
+    single = Trainer(TrainConfig(model="perceptron", **common), device="numpy").run()
+    assert single.test_accuracy <= 0.75  # no line separates XOR
+    double = Trainer(TrainConfig(model="mlp", hidden=(4,), seed=1, **common),
+                     device="numpy").run()
+    assert double.test_accuracy == 1.0
+
+
+def test_mlp_learns_digits_and_the_checkpoint_predicts_raw_inputs(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from gradviz.train import TrainedModel
+
+    config = TrainConfig(model="mlp", data="digits", hidden=(64,), epochs=8, lr=0.003)
+    result = Trainer(config, device="numpy", checkpoint=tmp_path).run()
+    assert result.test_accuracy > 0.95
+    trained = TrainedModel(tmp_path)
+    raw = load_digits()
+    predicted = trained.predict(raw.data[:200])  # raw 0..16 pixels, normalized inside
+    assert predicted.shape == (200,) and np.mean(predicted == raw.target[:200]) > 0.95
+    assert trained.predict(raw.data[0]).shape == (1,)
+    with pytest.raises(GradvizError, match="do not fit the model"):
+        trained.predict(np.zeros((2, 10)))
+
+
 # -- checkpoints --------------------------------------------------------------------------------
 def _trained(tmp_path, epochs=1):
     ds = load_dataset("and", dtype=np.float64)

@@ -33,6 +33,10 @@ def parse_hidden(text: str | None) -> tuple[int, ...] | None:
     return sizes
 
 
+def _num(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+
+
 class ConsoleReporter:
     """A progress bar per epoch on stderr (when it is a terminal) and one line per epoch on
     stdout; with `as_json`, one JSON object per epoch and no bar."""
@@ -62,11 +66,11 @@ class ConsoleReporter:
             click.echo(json.dumps(asdict(record)))
             return
         width = len(str(epochs))
-        parts = [f"epoch {record.epoch:>{width}}/{epochs}", f"loss {record.train_loss:.4f}"]
+        parts = [f"epoch {record.epoch:>{width}}/{epochs}", f"loss {_num(record.train_loss)}"]
         if record.train_accuracy is not None:
             parts.append(f"acc {100 * record.train_accuracy:6.2f}%")
         if record.val_loss is not None:
-            parts.append(f"val loss {record.val_loss:.4f}")
+            parts.append(f"val loss {_num(record.val_loss)}")
         if record.val_accuracy is not None:
             parts.append(f"val acc {100 * record.val_accuracy:6.2f}%")
         parts.append(f"lr {record.lr:.3g}")
@@ -109,7 +113,7 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
 
 @click.command()
 @click.option("--model", "-m", metavar="NAME",
-              help="Model: perceptron, logreg, mlp, cnn, lenet (see `gradviz summary`).")
+              help="Model: perceptron, logreg, mlp, cnn, lenet, or a .json model file.")
 @click.option("--data", "-d", metavar="SPEC",
               help="Data set: and, or, xor, spiral, moons, circles, digits, mnist:DIR, FILE.csv.")
 @click.option("--target", metavar="COLUMN", help="The column to predict (CSV data).")
@@ -176,9 +180,9 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
         return
     if result.test_accuracy is not None:
         click.echo(f"test accuracy {100 * result.test_accuracy:.2f}%  "
-                   f"(loss {result.test_loss:.4f})")
+                   f"(loss {_num(result.test_loss)})")
     elif result.test_loss is not None:
-        click.echo(f"test loss {result.test_loss:.4f}")
+        click.echo(f"test loss {_num(result.test_loss)}")
     speed = "" if result.samples_per_sec is None else \
         f", {result.samples_per_sec:,.0f} samples/s"
     click.echo(f"{result.epochs_run} epoch(s) in {result.seconds:.1f} s on {result.device}{speed}"
