@@ -31,9 +31,12 @@ MODELS: dict[str, str] = {
     "mlp": "fully connected ReLU network, hidden sizes from --hidden (default 256,128)",
     "cnn": "small conv net (2 x [conv 3x3, ReLU, max-pool 2], dense --hidden 64), fits 8x8 digits",
     "lenet": "LeNet-5: C1 6@5x5, S2 avg-pool, C3 16@5x5, S4 avg-pool, F5 120, F6 84, tanh",
+    "alexnet": "AlexNet (2012), one-GPU form: 5 conv (96@11x11/4 ... 256@3x3), 3 max-pools 3/2, "
+               "FC 4096-4096-classes with dropout; 3x224x224 inputs; no local response norm",
 }
 
 DEFAULT_INPUT_SHAPE = (1, 28, 28)
+_DEFAULT_SHAPES = {"alexnet": (3, 224, 224)}
 _DEFAULT_HIDDEN = {"mlp": (256, 128), "cnn": (64,)}
 
 # layer type -> (allowed keys, required keys)
@@ -73,12 +76,14 @@ def build_model(name: str, input_shape=None, n_classes: int = 10, hidden=None,
     if hidden is not None and name not in _DEFAULT_HIDDEN:
         raise GradvizError(f"--hidden applies to mlp and cnn, not {name}")
     hidden = _hidden(hidden if hidden is not None else _DEFAULT_HIDDEN.get(name, ()))
-    shape = tuple(int(d) for d in (input_shape or DEFAULT_INPUT_SHAPE))
+    shape = tuple(int(d) for d in (input_shape or _DEFAULT_SHAPES.get(name, DEFAULT_INPUT_SHAPE)))
     if not shape or min(shape) < 1:
         raise GradvizError(f"input shape must be positive sizes, got {shape}")
     labels: dict[int, str] = {}
     if name == "lenet":
         layers, labels = _lenet(shape, n_classes, dtype)
+    elif name == "alexnet":
+        layers, labels = _alexnet(shape, n_classes, dtype)
     elif name == "cnn":
         layers = _cnn(shape, n_classes, hidden, dtype)
     else:
@@ -136,6 +141,34 @@ def _cnn(shape, n_classes, hidden, dtype) -> list[Module]:
         if i < len(sizes) - 2:
             layers.append(ReLU())
     return layers
+
+
+def _alexnet(shape, n_classes, dtype):
+    """Krizhevsky, Sutskever & Hinton (2012) with the two GPUs' halves joined (no grouped
+    convolutions): 62,378,344 parameters for 1000 classes. Local response normalization is left
+    out (later work found it adds little)."""
+    if len(shape) != 3:
+        raise GradvizError(f"alexnet needs a (channels, height, width) input shape, got {shape}")
+    c, h, w = shape
+    sizes = []
+    for d in (h, w):
+        d = (d + 4 - 11) // 4 + 1          # conv1 11x11, stride 4, pad 2: 224 -> 55
+        for _ in range(3):                 # max-pools 3/2 (conv2-5 keep the size): 27, 13, 6
+            d = (d - 3) // 2 + 1
+        sizes.append(d)
+    if min(sizes) < 1:
+        raise GradvizError(f"alexnet needs inputs of at least 63x63, got {h}x{w}")
+    layers = [Conv2d(c, 96, 11, stride=4, padding=2, dtype=dtype), ReLU(), MaxPool2d(3, 2),
+              Conv2d(96, 256, 5, padding=2, dtype=dtype), ReLU(), MaxPool2d(3, 2),
+              Conv2d(256, 384, 3, padding=1, dtype=dtype), ReLU(),
+              Conv2d(384, 384, 3, padding=1, dtype=dtype), ReLU(),
+              Conv2d(384, 256, 3, padding=1, dtype=dtype), ReLU(), MaxPool2d(3, 2),
+              Flatten(), Dropout(0.5), Linear(256 * sizes[0] * sizes[1], 4096, dtype=dtype), ReLU(),
+              Dropout(0.5), Linear(4096, 4096, dtype=dtype), ReLU(),
+              Linear(4096, n_classes, dtype=dtype)]
+    labels = {0: "conv1", 3: "conv2", 6: "conv3", 8: "conv4", 10: "conv5", 15: "fc6", 18: "fc7",
+              20: "fc8"}
+    return layers, labels
 
 
 def _lenet(shape, n_classes, dtype):
