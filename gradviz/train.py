@@ -241,11 +241,13 @@ class Evaluator:
 class Trainer:
     """One training run. `model` and `dataset` default to the ones `config` names (pass your own
     to train a custom `Module` on a custom `Dataset`; checkpoints then resume only with the same
-    objects passed again)."""
+    objects passed again). `on_epoch(record, params)`, when set, is called after every epoch
+    with its `EpochRecord` and the parameters by name (use them at once: a compiled step may
+    update those arrays in place)."""
 
     def __init__(self, config: TrainConfig, *, device: str = "numpy",
                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
-                 reporter: Reporter | None = None, model=None, dataset=None):
+                 reporter: Reporter | None = None, model=None, dataset=None, on_epoch=None):
         if resume and checkpoint is None:
             raise GradvizError("--resume needs --checkpoint DIR")
         self.config = config
@@ -253,6 +255,11 @@ class Trainer:
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         self.resume = resume
         self.reporter = reporter or Silent()
+        self._found = self._load_checkpoint() if resume else None
+        if not resume and self.checkpoint is not None and ckpt.exists(self.checkpoint):
+            raise GradvizError(f"{self.checkpoint} already holds a checkpoint; pass --resume to "
+                               "continue it, or choose another directory")
+        self.on_epoch = on_epoch
         self.dataset = dataset if dataset is not None else load_data(config)
         self.model = model if model is not None else build_model(config, self.dataset)
         self.optimizer = get_optimizer(config.optimizer)
@@ -299,7 +306,7 @@ class Trainer:
                         "layout": ds.layout},
         }
 
-    def _restore(self, params: dict, state: dict):
+    def _load_checkpoint(self) -> ckpt.Checkpoint:
         found = ckpt.load(self.checkpoint)
         where = f"checkpoint in {self.checkpoint}"
         try:
@@ -310,6 +317,11 @@ class Trainer:
         if diffs:
             raise GradvizError(f"mismatched {where}: it was trained with different settings "
                                f"({'; '.join(diffs)})")
+        return found
+
+    def _restore(self, params: dict, state: dict):
+        found = self._found
+        where = f"checkpoint in {self.checkpoint}"
         for kind, want, got in (("parameter", params, found.params),
                                 ("optimizer state", state, found.state)):
             if set(want) != set(got):
@@ -343,9 +355,6 @@ class Trainer:
         first_epoch = 0
         if self.resume:
             params, state, rng, history, first_epoch = self._restore(params, state)
-        elif self.checkpoint is not None and ckpt.exists(self.checkpoint):
-            raise GradvizError(f"{self.checkpoint} already holds a checkpoint; pass --resume to "
-                               "continue it, or choose another directory")
         evaluator = Evaluator(self.model, ds.input_shape, self.task, "numpy", self.dtype)
         n_out = self._train_step(min(config.batch, len(ds.X_train)))[0].target.shape[1]
         T_train = self._targets(ds.y_train, n_out)
@@ -391,6 +400,8 @@ class Trainer:
                 ckpt.save(self.checkpoint, self._meta(epoch + 1, rng, history),
                           _host(params), _host(state))
             self.reporter.epoch_end(record, config.epochs)
+            if self.on_epoch is not None:
+                self.on_epoch(record, params)
         test_loss, test_acc, _ = evaluator.run(params, ds.X_test,
                                                self._targets(ds.y_test, n_out))
         return TrainResult(config, self.device, history, test_loss, test_acc,
