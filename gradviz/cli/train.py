@@ -139,15 +139,21 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
 @click.option("--json", "as_json", is_flag=True,
               help="JSON lines: one per epoch, then the summary.")
 @click.option("--plot", metavar="FILE", help="Write loss/accuracy curves (.png, .svg, .pdf).")
+@click.option("--plot-regions", metavar="FILE",
+              help="Draw the learned decision regions with the data (2-D data sets).")
+@click.option("--frames", metavar="DIR",
+              help="Draw the decision regions after every epoch into DIR, with DIR/index.html "
+                   "to step through them (2-D data sets).")
 @click.pass_context
 def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr_decay, device,
-          seed, checkpoint, resume, as_json, plot):
+          seed, checkpoint, resume, as_json, plot, plot_regions, frames):
     """Train a model on a data set and report train, validation and test metrics.
 
     \b
     gradviz train --model mlp --data digits --hidden 64 --epochs 10
     gradviz train -m mlp -d xor --hidden 4 --optimizer sgd --lr 0.5 --epochs 300
     gradviz train -m mlp -d digits --checkpoint run1 && gradviz train --checkpoint run1 --resume --epochs 20
+    gradviz train -m mlp -d moons --hidden 16 --plot-regions moons.png --frames moons-frames
     """
     from gradviz.train import Trainer, plot_curves
 
@@ -160,10 +166,15 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
         device = saved_device  # the same device computes the same bits
     if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):
         raise GradvizError(f"--plot writes .png, .svg or .pdf files, not {plot!r}")
+    if plot_regions is not None:
+        from gradviz.regions import image_format
+
+        image_format(plot_regions)
     reporter = ConsoleReporter(as_json)
     try:
         trainer = Trainer(config, device=device, checkpoint=checkpoint, resume=resume,
                           reporter=reporter)
+        regions, writer = _regions(trainer, config, plot_regions, frames)
         if not as_json:
             click.echo(f"{trainer.dataset.summary()}; model {config.model}, "
                        f"{sum(p.size for p in trainer.model.parameters()):,} parameters, "
@@ -174,6 +185,11 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
         reporter.close()
     if plot is not None:
         plot_curves(result.history, plot, title=f"{config.model} on {config.data}")
+    if plot_regions is not None:
+        regions.draw(result.params, plot_regions,
+                     title=f"{config.model} on {config.data}: epoch {result.history[-1].epoch}, "
+                     f"{_fit_note(result.history[-1])}"
+                     if result.history else f"{config.model} on {config.data}")
     summary = result.summary()
     if as_json:
         click.echo(json.dumps(summary))
@@ -190,3 +206,28 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
                   if result.resumed_from_epoch is not None else ""))
     if plot is not None:
         click.echo(f"curves written to {plot}")
+    if plot_regions is not None:
+        click.echo(f"decision regions drawn in {plot_regions}")
+    if writer is not None:
+        click.echo(f"{len(writer.frames)} frame(s) and index.html written to {frames}")
+
+
+def _fit_note(record) -> str:
+    acc = "" if record.train_accuracy is None else \
+        f", train accuracy {100 * record.train_accuracy:.0f}%"
+    return f"loss {record.train_loss:.3f}{acc}"
+
+
+def _regions(trainer, config, plot_regions: str | None, frames: str | None):
+    """(regions, frame writer) for --plot-regions/--frames (None where not asked); with
+    --frames, the trainer draws a frame after every epoch."""
+    if plot_regions is None and frames is None:
+        return None, None
+    from gradviz.regions import DecisionRegions, FrameWriter
+
+    regions = DecisionRegions(trainer.model, trainer.dataset)
+    writer = None
+    if frames is not None:
+        writer = FrameWriter(regions, frames, title=f"{config.model} on {config.data}")
+        trainer.on_epoch = lambda record, params: writer(record.epoch, params, _fit_note(record))
+    return regions, writer
