@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "summary": ("summary", "summary", "Layer table of a model: output shapes, parameter counts."),
     "descend": ("descend", "descend", "Gradient descent on an expression, iteration by iteration."),
     "fit": ("fit", "fit", "Linear regression by gradient descent (the slides' heights, or a CSV)."),
+    "perceptron": ("perceptron", "perceptron", "Rosenblatt's learning rule, sample by sample."),
 }
 
 
