@@ -347,6 +347,16 @@ class Trainer:
     # -- the loop --
     def run(self) -> TrainResult:
         """Train for `config.epochs` epochs (counting those a resumed checkpoint has done)."""
+        if self.device != "numpy":
+            return self._run()
+        # The interpreter runs one small BLAS call per node; OpenBLAS threads on those cost more
+        # than they give, and on a busy 2-core machine they made steps 10x slower (measured).
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         started = time.perf_counter()
         ds, config = self.dataset, self.config
         params, state = self._initial()

@@ -229,6 +229,9 @@ def test_the_slides_xor_story_one_perceptron_fails_two_layers_succeed():
     common = dict(data="xor", batch=4, optimizer="sgd", lr=0.5, epochs=200)
     single = Trainer(TrainConfig(model="perceptron", **common), device="numpy").run()
     assert single.test_accuracy <= 0.75  # no line separates XOR
+    gate = Trainer(TrainConfig(model="perceptron", **{**common, "data": "and"}),
+                   device="numpy").run()
+    assert gate.test_accuracy == 1.0  # AND is linearly separable
     double = Trainer(TrainConfig(model="mlp", hidden=(8,), **common),
                      device="numpy").run()
     assert double.test_accuracy == 1.0
