@@ -47,7 +47,7 @@ class TrainConfig:
     data: str
     target: str | None = None
     hidden: tuple[int, ...] | None = None
-    epochs: int = 10
+    epochs: int = 20
     batch: int = 32
     lr: float | None = None
     optimizer: str = "adam"

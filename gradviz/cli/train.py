@@ -118,7 +118,7 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
               help="Data set: and, or, xor, spiral, moons, circles, digits, mnist:DIR, FILE.csv.")
 @click.option("--target", metavar="COLUMN", help="The column to predict (CSV data).")
 @click.option("--hidden", metavar="W1,W2", help="Hidden layer widths, e.g. 256,128.")
-@click.option("--epochs", type=int, default=10, show_default=True,
+@click.option("--epochs", type=int, default=20, show_default=True,
               help="Epochs in total (a resumed run counts the ones done).")
 @click.option("--batch", type=int, default=32, show_default=True, help="Batch size.")
 @click.option("--lr", type=float, help="Learning rate (default: the optimizer's).")
@@ -152,7 +152,8 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     \b
     gradviz train --model mlp --data digits --hidden 64 --epochs 10
     gradviz train -m mlp -d xor --hidden 4 --optimizer sgd --lr 0.5 --epochs 300
-    gradviz train -m mlp -d digits --checkpoint run1 && gradviz train --checkpoint run1 --resume --epochs 20
+    gradviz train -m mlp -d digits --checkpoint run1
+    gradviz train --checkpoint run1 --resume --epochs 30
     gradviz train -m mlp -d moons --hidden 16 --plot-regions moons.png --frames moons-frames
     """
     from gradviz.train import Trainer, plot_curves
