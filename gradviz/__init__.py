@@ -32,6 +32,7 @@ _EXPORTS = {
     "grad": "gradviz.autodiff", "backprop": "gradviz.autodiff", "adjoints": "gradviz.autodiff",
     "Backprop": "gradviz.autodiff",
     "numeric_grad": "gradviz.numeric", "NumericGradient": "gradviz.numeric",
+    "compile": "gradviz.compiler",
     # symbolic gradients, proofs, explanations, custom ops
     "to_sympy": "gradviz.symbolic", "from_sympy": "gradviz.symbolic",
     "symbolic_gradients": "gradviz.symbolic",

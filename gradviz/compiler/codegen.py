@@ -1,0 +1,404 @@
+"""Python source for a schedule, from tables keyed by primitive.
+
+- `scalar_code[op]`: one elementwise op as an expression template over scalars (`{0}`, `{1}` are
+  the operands, `{z}`/`{one}` typed 0 and 1, other names are the node's attrs as typed literals).
+  Templates use only `exp log sqrt expm1 log1p sin cos abs` and the helpers `tanh_ sigmoid_
+  softplus_`, which each backend defines in its prelude, so the CPU and CUDA generators share them.
+- `cpu_kernels[op]`: a one-op kernel (matmul, reductions, convolution, pooling) as a
+  `CpuKernel(accepts, emit)`; `accepts(i, access)` says which operand layouts it can index.
+
+Generated code passes every array as an argument (buffers are flat, allocated once by the
+caller), writes typed literals as `F(...)` (a float64 literal would promote float32 math), and
+returns nothing: results are in the buffers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from gradviz.compiler.schedule import Access, Kernel, Schedule
+from gradviz.ir import Node
+
+scalar_code: dict[str, str] = {
+    "add": "{0} + {1}",
+    "sub": "{0} - {1}",
+    "mul": "{0} * {1}",
+    "div": "{0} / {1}",
+    "neg": "-{0}",
+    "pow": "{0} ** {1}",
+    "exp": "exp({0})",
+    "log": "log({0})",
+    "sqrt": "sqrt({0})",
+    "abs": "abs({0})",
+    "sin": "sin({0})",
+    "cos": "cos({0})",
+    "tanh": "tanh_({0})",
+    "sigmoid": "sigmoid_({0})",
+    "softplus": "softplus_({0})",
+    "relu": "({0} if {0} > {z} else {z})",
+    "leaky_relu": "({0} if {0} > {z} else {slope} * {0})",
+    "elu": "({0} if {0} > {z} else {alpha} * expm1({0}))",
+    "step": "({one} if {0} > {z} else {z})",
+    "sign": "({one} if {0} > {z} else (-{one} if {0} < {z} else {z}))",
+    "maximum": "({0} if {0} >= {1} else {1})",
+    "minimum": "({0} if {0} <= {1} else {1})",
+}
+
+# Helpers the templates call. np.tanh inside njit is a scalar libm call (about 5x slower than
+# this exp form); the sigmoid and softplus forms never overflow.
+HELPERS = '''
+@{jit}
+def tanh_(x):
+    e = exp(F(-2.0) * abs(x))
+    y = (F(1.0) - e) / (F(1.0) + e)
+    return y if x >= F(0.0) else -y
+
+
+@{jit}
+def sigmoid_(x):
+    e = exp(-abs(x))
+    return F(1.0) / (F(1.0) + e) if x >= F(0.0) else e / (F(1.0) + e)
+
+
+@{jit}
+def softplus_(x):
+    return (x if x > F(0.0) else F(0.0)) + log1p(exp(-abs(x)))
+'''
+
+
+def lit(value: float) -> str:
+    """A typed literal: `F(0.5)`, `F(np.inf)`."""
+    value = float(value)
+    if math.isnan(value):
+        return "F(np.nan)"
+    if math.isinf(value):
+        return "F(np.inf)" if value > 0 else "F(-np.inf)"
+    return f"F({value!r})"
+
+
+def index(strides, loops) -> str:
+    """`i0 * 12 + i1` for the given strides and loop variables (0-stride axes drop out)."""
+    terms = [v if s == 1 else f"{v} * {s}" for s, v in zip(strides, loops) if s != 0]
+    return " + ".join(terms) or "0"
+
+
+def load(name: str, a: Access, loops) -> str:
+    """The element of `a` at the given loop indices (a literal for scalar constants)."""
+    if a.literal:
+        return lit(a.base.attrs["value"])
+    return f"{name}[{index(a.strides, loops)}]"
+
+
+def expression(node: Node, args: list[str]) -> str:
+    """The scalar expression of elementwise `node` applied to operand expressions `args`."""
+    attrs = {k: lit(v) for k, v in node.attrs.items() if isinstance(v, (int, float))}
+    return scalar_code[node.op].format(*args, z=lit(0.0), one=lit(1.0), **attrs)
+
+
+# -- one-op kernels -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CpuKernel:
+    """`emit(node, args, out) -> body lines`, with `args` the (name, Access) of each operand and
+    `out` the output buffer's name (all flat arrays). `accepts(i, access)` says whether operand `i` can be read
+    through `access` as it is (else it is first copied into a contiguous buffer)."""
+
+    emit: Callable
+    accepts: Callable = lambda i, a: a.contiguous and not a.literal
+    scratch: Callable | None = None   # node -> elements of working memory (passed as `scratch`)
+
+
+def _matrix(name: str, a: Access) -> str:
+    rows, cols = a.shape
+    if a.transposed and not a.contiguous:
+        return f"{name}.reshape(({cols}, {rows})).T"
+    return f"{name}.reshape(({rows}, {cols}))"
+
+
+def _matmul(node: Node, args, out: str) -> list[str]:
+    (na, a), (nb, b) = args
+    m, n = node.shape
+    # np.dot inside njit calls BLAS (through SciPy); it reads column-major operands directly.
+    return [f"np.dot({_matrix(na, a)}, {_matrix(nb, b)}, {out}.reshape(({m}, {n})))"]
+
+
+def _reduce(combine: str, init: str):
+    """Loops for a reduction over `axes`: the input's axes in order, the trailing run of reduced
+    axes folded into a local accumulator."""
+    def emit(node: Node, args, out: str) -> list[str]:
+        (name, a), = args
+        axes = set(node.attrs["axes"])
+        shape = a.shape
+        ndim = len(shape)
+        suffix = ndim
+        while suffix > 0 and suffix - 1 in axes:
+            suffix -= 1
+        kept = [d for d in range(ndim) if d not in axes]
+        out_strides = dict(zip(kept, _strides([shape[d] for d in kept])))
+        loops = [f"i{d}" for d in range(ndim)]
+        out_index = index([out_strides.get(d, 0) for d in range(suffix)], loops[:suffix])
+        lines: list[str] = []
+        accumulate_in_out = any(d in axes for d in range(suffix))
+        if accumulate_in_out:
+            lines.append(f"{out}[:] = {init}")
+        pad = ""
+        for d in range(suffix):
+            lines.append(f"{pad}for i{d} in range({shape[d]}):")
+            pad += "    "
+        x = load(name, a, loops)
+        if suffix == ndim:  # no trailing reduced axes: combine straight into the output
+            lines.append(f"{pad}{out}[{out_index}] = {combine.format(acc=f'{out}[{out_index}]', x=x)}")
+            return lines
+        lines.append(f"{pad}acc = {init}")
+        inner = pad
+        for d in range(suffix, ndim):
+            lines.append(f"{inner}for i{d} in range({shape[d]}):")
+            inner += "    "
+        lines.append(f"{inner}acc = {combine.format(acc='acc', x=x)}")
+        final = combine.format(acc=f"{out}[{out_index}]", x="acc") if accumulate_in_out else "acc"
+        lines.append(f"{pad}{out}[{out_index}] = {final}")
+        return lines
+    return emit
+
+
+def _strides(shape) -> list[int]:
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= d
+    return list(reversed(strides))
+
+
+def _conv_dims(x_shape, w_shape, attrs, out_hw):
+    n, c, h, w = x_shape
+    o, _, kh, kw = w_shape
+    (sh, sw), (ph, pw) = attrs["stride"], attrs["padding"]
+    oh, ow = out_hw
+    return dict(N=n, C=c, H=h, W=w, O=o, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, OH=oh, OW=ow,
+                P=oh * ow, K=c * kh * kw)
+
+
+# im2col of sample `s` of x into `cols` (K rows, P columns); out-of-image taps read 0.
+_IM2COL = """for c in range({C}):
+    for a in range({KH}):
+        for b in range({KW}):
+            row = ((c * {KH} + a) * {KW} + b) * {P}
+            for i in range({OH}):
+                y = i * {SH} - {PH} + a
+                for j in range({OW}):
+                    xx = j * {SW} - {PW} + b
+                    if 0 <= y < {H} and 0 <= xx < {W}:
+                        cols[row + i * {OW} + j] = x[((s * {C} + c) * {H} + y) * {W} + xx]
+                    else:
+                        cols[row + i * {OW} + j] = 0"""
+
+# col2im: add the columns of sample `s` back onto the image they were read from.
+_COL2IM = """for c in range({C}):
+    for a in range({KH}):
+        for b in range({KW}):
+            row = ((c * {KH} + a) * {KW} + b) * {P}
+            for i in range({OH}):
+                y = i * {SH} - {PH} + a
+                if 0 <= y < {H}:
+                    for j in range({OW}):
+                        xx = j * {SW} - {PW} + b
+                        if 0 <= xx < {W}:
+                            dx[((s * {C} + c) * {H} + y) * {W} + xx] += cols[row + i * {OW} + j]"""
+
+
+def _indent(block: str, pad: str) -> list[str]:
+    return [pad + line for line in block.splitlines()]
+
+
+def _conv2d(node: Node, args, out: str) -> list[str]:
+    (nx, x), (nw, w) = args
+    d = _conv_dims(x.shape, w.shape, node.attrs, node.shape[2:])
+    # one GEMM per sample: (O, K) @ (K, P) lands in the output's (O, OH*OW) layout directly
+    return [f"x = {nx}", "cols = scratch[:{K} * {P}]".format(**d),
+            "wm = {w}.reshape(({O}, {K}))".format(w=nw, **d),
+            "for s in range({N}):".format(**d),
+            *_indent(_IM2COL.format(**d), "    "),
+            "    np.dot(wm, cols.reshape(({K}, {P})), "
+            "{out}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})))".format(out=out, **d)]
+
+
+def _conv2d_transpose(node: Node, args, out: str) -> list[str]:
+    (ng, g), (nw, w) = args
+    d = _conv_dims(node.shape, w.shape, node.attrs, g.shape[2:])
+    return [f"dx = {out}", "dx[:] = 0", "cols = scratch[:{K} * {P}]".format(**d),
+            "wt = {w}.reshape(({O}, {K})).T".format(w=nw, **d),
+            "for s in range({N}):".format(**d),
+            "    np.dot(wt, {g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
+            "cols.reshape(({K}, {P})))".format(g=ng, **d),
+            *_indent(_COL2IM.format(**d), "    ")]
+
+
+def _conv2d_weight_grad(node: Node, args, out: str) -> list[str]:
+    (nx, x), (ng, g) = args
+    d = _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
+    return [f"x = {nx}", "cols = scratch[:{K} * {P}]".format(**d),
+            "part = scratch[{K} * {P}:{K} * {P} + {O} * {K}]".format(**d),
+            f"{out}[:] = 0",
+            "for s in range({N}):".format(**d),
+            *_indent(_IM2COL.format(**d), "    "),
+            "    np.dot({g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
+            "cols.reshape(({K}, {P})).T, part.reshape(({O}, {K})))".format(g=ng, **d),
+            f"    {out} += part"]
+
+
+def _conv_scratch(node: Node) -> int:
+    if node.op == "conv2d":
+        x, w = node.src
+        d = _conv_dims(x.shape, w.shape, node.attrs, node.shape[2:])
+    elif node.op == "conv2d_transpose":
+        g, w = node.src
+        d = _conv_dims(node.shape, w.shape, node.attrs, g.shape[2:])
+    else:
+        x, g = node.src
+        d = _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
+    return d["K"] * d["P"] + d["O"] * d["K"]
+
+
+def _pool_dims(x_shape, pooled_shape, attrs):
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw) = attrs["kernel"], attrs["stride"]
+    return dict(NC=n * c, H=h, W=w, KH=kh, KW=kw, SH=sh, SW=sw, OH=pooled_shape[2],
+                OW=pooled_shape[3])
+
+
+# the first maximum of window (i, j) of plane p, in row-major order (as NumPy's argmax)
+_ARGMAX = """best = x[base + (i * {SH}) * {W} + j * {SW}]
+at = base + (i * {SH}) * {W} + j * {SW}
+for a in range({KH}):
+    for b in range({KW}):
+        k = base + (i * {SH} + a) * {W} + j * {SW} + b
+        if x[k] > best:
+            best = x[k]
+            at = k"""
+
+
+def _pool_loops(d, body: str) -> list[str]:
+    return ["for p in range({NC}):".format(**d), "    base = p * {H} * {W}".format(**d),
+            "    for i in range({OH}):".format(**d), "        for j in range({OW}):".format(**d),
+            "            o = (p * {OH} + i) * {OW} + j".format(**d),
+            *_indent(body.format(**d), "            ")]
+
+
+def _max_pool2d(node: Node, args, out: str) -> list[str]:
+    (nx, x), = args
+    d = _pool_dims(x.shape, node.shape, node.attrs)
+    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[o] = best")]
+
+
+def _max_pool2d_grad(node: Node, args, out: str) -> list[str]:
+    (nx, x), (ng, g) = args
+    d = _pool_dims(x.shape, g.shape, node.attrs)
+    return [f"x = {nx}", f"{out}[:] = 0", *_pool_loops(d, _ARGMAX + f"\n{out}[at] += {ng}[o]")]
+
+
+def _max_pool2d_gather(node: Node, args, out: str) -> list[str]:
+    (nx, x), (nh, h) = args
+    d = _pool_dims(x.shape, node.shape, node.attrs)
+    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[o] = {nh}[at]")]
+
+
+def _avg_pool2d(node: Node, args, out: str) -> list[str]:
+    (nx, x), = args
+    d = _pool_dims(x.shape, node.shape, node.attrs)
+    body = ("acc = 0.0\nfor a in range({KH}):\n    for b in range({KW}):\n"
+            "        acc += x[base + (i * {SH} + a) * {W} + j * {SW} + b]\n"
+            f"{out}[o] = acc / {d['KH'] * d['KW']}")
+    return [f"x = {nx}", *_pool_loops(d, body)]
+
+
+def _avg_pool2d_transpose(node: Node, args, out: str) -> list[str]:
+    (ng, g), = args
+    d = _pool_dims(node.shape, g.shape, node.attrs)
+    body = (f"share = {ng}[o] / F({d['KH'] * d['KW']})\n"
+            "for a in range({KH}):\n    for b in range({KW}):\n"
+            f"        {out}[base + (i * {{SH}} + a) * {{W}} + j * {{SW}} + b] += share")
+    return [f"{out}[:] = 0", *_pool_loops(d, body)]
+
+
+cpu_kernels: dict[str, CpuKernel] = {
+    "matmul": CpuKernel(_matmul, lambda i, a: (a.contiguous or a.transposed) and not a.literal),
+    # float64 accumulator for the trailing axes: float32 sums of many terms lose digits
+    "sum": CpuKernel(_reduce("{acc} + {x}", "0.0"), lambda i, a: True),
+    "amax": CpuKernel(_reduce("({x} if {x} > {acc} else {acc})", "-np.inf"), lambda i, a: True),
+    "conv2d": CpuKernel(_conv2d, scratch=_conv_scratch),
+    "conv2d_transpose": CpuKernel(_conv2d_transpose, scratch=_conv_scratch),
+    "conv2d_weight_grad": CpuKernel(_conv2d_weight_grad, scratch=_conv_scratch),
+    "max_pool2d": CpuKernel(_max_pool2d),
+    "max_pool2d_grad": CpuKernel(_max_pool2d_grad),
+    "max_pool2d_gather": CpuKernel(_max_pool2d_gather),
+    "avg_pool2d": CpuKernel(_avg_pool2d),
+    "avg_pool2d_transpose": CpuKernel(_avg_pool2d_transpose),
+}
+
+
+# -- elementwise kernels ------------------------------------------------------------------------
+def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
+                     size: str | None = None, parallel: bool = False) -> tuple[list[str], list[str]]:
+    """Parameters and body lines of fused elementwise kernel `k`: loads first, then the
+    expressions, then the stores, so a value may be written over the array it was read from.
+    With `size` (an expression), the loop runs over that many points (vectorized scalar graphs)."""
+    members = set(k.nodes)
+    params: list[str] = []
+    loads: dict[tuple, str] = {}
+    temps: dict[Node, str] = {}
+    strided = False
+
+    def param(name: str) -> None:
+        if name not in params:
+            params.append(name)
+
+    plans = []
+    for node in k.nodes:
+        args = []
+        for a in sched.reads(node):
+            if a.literal:
+                args.append(lit(a.base.attrs["value"]))
+            elif a.base in members and a.contiguous:
+                args.append(temps[a.base])
+            else:
+                key = (a.base, a.strides)
+                if key not in loads:
+                    loads[key] = f"l{len(loads)}"
+                    param(name_of(a.base))
+                    strided = strided or not (a.contiguous or a.uniform)
+                args.append(loads[key])
+        temps[node] = f"t{sched.ids[node]}"
+        plans.append((node, args))
+    for node in k.stores:
+        param(name_of(node))
+
+    accesses = {key: a for node in k.nodes for a in sched.reads(node)
+                for key in [(a.base, a.strides)] if key in loads}
+    body: list[str] = []
+    points = size is not None
+    for key, tmp in loads.items():  # hoisted: one value for every element
+        if accesses[key].uniform and not points:
+            body.append(f"{tmp} = {name_of(key[0])}[0]")
+    rng = "prange" if parallel else "range"
+    if strided and size is None:
+        loops = [f"i{d}" for d in range(len(k.shape))]
+        pad = ""
+        for d, extent in enumerate(k.shape):
+            body.append(f"{pad}for i{d} in {rng if d == 0 else 'range'}({extent}):")
+            pad += "    "
+        body.append(f"{pad}i = {index(_strides(k.shape), loops)}")
+    else:
+        loops = None
+        body.append(f"for i in {rng}({size or k.size}):")
+        pad = "    "
+    for key, tmp in loads.items():
+        a = accesses[key]
+        if a.uniform and not points:
+            continue
+        where = "i" if a.contiguous or loops is None else index(a.strides, loops)
+        body.append(f"{pad}{tmp} = {name_of(key[0])}[{where}]")
+    for node, args in plans:
+        body.append(f"{pad}{temps[node]} = {expression(node, args) if node not in sched.copies else args[0]}")
+    for node in k.stores:
+        body.append(f"{pad}{name_of(node)}[i] = {temps[node]}")
+    return params, body

@@ -1,0 +1,149 @@
+"""The CPU compiler against the NumPy interpreter, row by row of the op spec table.
+
+Every row's value and its vector-Jacobian products are compiled (all rows in one graph per dtype,
+so the suite compiles two modules, not hundreds) and compared with the interpreter: float64 to
+1e-12, float32 to 2e-5 relative.
+"""
+import numpy as np
+import pytest
+
+
+import gradviz as gv
+from gradviz.autodiff import adjoints
+from gradviz.compiler import codegen
+from gradviz.rules import primitives
+from op_specs import SPECS
+
+IDS = [s.name for s in SPECS]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_cache(tmp_path_factory):
+    """Generated modules go to this session's temporary directory, not the user's cache."""
+    path = tmp_path_factory.getbasetemp() / "gradviz-cache"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GRADVIZ_CACHE", str(path))
+    yield path
+    mp.undo()
+TOLERANCE = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=2e-5, atol=2e-6)}
+
+
+def _row_graph(spec, index, dtype, gradients):
+    nodes = [gv.var(f"r{index}_a{i}", shape, dtype) for i, shape in enumerate(spec.shapes)]
+    out = spec.build(*nodes)
+    outputs = [out]
+    if gradients:  # vector-Jacobian products with a fixed random cotangent
+        weights = np.random.default_rng(index).uniform(0.5, 1.5, size=out.shape)
+        seed = gv.const(weights if out.shape else float(weights), dtype)
+        adj = adjoints(out, seed)
+        outputs += [adj.of[n] for n in nodes if n in adj.of]
+    env = dict(zip(nodes, spec.inputs(seed=index, dtype=dtype)))
+    return outputs, env
+
+
+@pytest.fixture(scope="module", params=["float64", "float32"])
+def compiled_rows(request):
+    """float64: every row's value and VJPs; float32: values (compile time on 2 cores is the
+    budget here: every kernel costs a fraction of a second to compile)."""
+    dtype = request.param
+    rows, env, outputs = [], {}, []
+    for i, spec in enumerate(SPECS):
+        outs, row_env = _row_graph(spec, i, dtype, gradients=dtype == "float64")
+        rows.append(outs)
+        env.update(row_env)
+        outputs.extend(outs)
+    f = gv.compile(outputs)
+    assert f.compile_seconds > 0
+    got = f(env)
+    want = gv.evaluate(outputs, env)
+    return dtype, rows, dict(zip(outputs, got)), want
+
+
+@pytest.mark.parametrize("index", range(len(SPECS)), ids=IDS)
+def test_compiled_matches_interpreter(compiled_rows, index):
+    dtype, rows, got, want = compiled_rows
+    for node in rows[index]:
+        value = np.asarray(got[node])
+        assert value.shape == node.shape and value.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(value, want[node], **TOLERANCE[dtype])
+
+
+def test_every_primitive_has_a_lowering():
+    lowered = set(codegen.scalar_code) | set(codegen.cpu_kernels) | {
+        "reshape", "broadcast_to", "transpose"}
+    assert set(primitives()) - lowered == set()
+
+
+def test_missing_lowering_names_the_ops(monkeypatch):
+    x = gv.var("x", (3,))
+    f = gv.exp(x) * gv.sin(x)
+    monkeypatch.delitem(codegen.scalar_code, "sin")
+    with pytest.raises(gv.GradvizError, match="no CPU lowering for sin"):
+        gv.compile(f)
+
+
+def test_scalar_circuit_at_many_points():
+    x, y, z = gv.vars("x y z")
+    f = gv.sigmoid(x * y + gv.tanh(z)) / (1 + x * x)
+    outputs = [f, *gv.grad(f, [x, y, z])]
+    run = gv.compile(outputs, points=True)
+    rng = np.random.default_rng(0)
+    xs, ys = rng.uniform(-3, 3, 1000), rng.uniform(-3, 3, 1000)
+    got = run(x=xs, y=ys, z=0.5)   # z broadcasts
+    assert all(g.shape == (1000,) for g in got)
+    for i in (0, 17, 999):
+        want = gv.evaluate(outputs, {"x": xs[i], "y": ys[i], "z": 0.5})
+        np.testing.assert_allclose([g[i] for g in got], [want[o] for o in outputs], rtol=1e-12)
+
+
+def test_points_need_a_scalar_graph():
+    with pytest.raises(gv.GradvizError, match="scalar graph"):
+        gv.compile(gv.sum(gv.var("v", (3,))), points=True)
+
+
+def test_updates_are_written_in_place_and_reused_buffers_are_not_exposed():
+    w = gv.param("w", (4, 3))
+    x = gv.var("x", (5, 4))
+    loss = gv.mean(gv.tanh(x @ w) ** 2)
+    g = gv.grad(loss, w)
+    new_w = w - 0.5 * g
+    f = gv.compile([loss, new_w, g], updates={w: new_w})
+    rng = np.random.default_rng(1)
+    w0, xv = rng.normal(size=(4, 3)), rng.normal(size=(5, 4))
+    want = gv.evaluate([loss, new_w, g], {w: w0, x: xv})
+    weights = w0.copy()
+    loss_value, returned, grad_value = f({w: weights, x: xv})
+    assert returned is weights                 # the parameter array now holds the new value
+    np.testing.assert_allclose(weights, want[new_w], rtol=1e-12)
+    np.testing.assert_allclose(loss_value, want[loss], rtol=1e-12)
+    second = f({w: weights, x: xv})[2]
+    assert second is not grad_value            # outputs are the caller's to keep
+    assert not np.allclose(second, grad_value)
+
+
+def test_a_float64_graph_compiles_as_float32():
+    x = gv.var("x", (3,))
+    f = gv.compile(gv.sum(gv.exp(x)), dtype="float32")
+    value = f(x=[0.0, 1.0, 2.0])[0]
+    assert value.dtype == np.float32
+    np.testing.assert_allclose(value, np.exp([0.0, 1.0, 2.0]).sum(), rtol=1e-6)
+
+
+def test_bad_feeds_are_clear_errors():
+    x = gv.var("x", (3,))
+    f = gv.compile(gv.sum(x * x))
+    with pytest.raises(gv.GradvizError, match="no value for var 'x'"):
+        f({})
+    with pytest.raises(gv.ShapeError, match="shape"):
+        f(x=np.ones(4))
+
+
+def test_kernels_fuse_elementwise_runs_and_fold_broadcasts():
+    from gradviz.compiler.numba_cpu import cpu_schedule
+
+    x, b = gv.var("x", (8, 4)), gv.var("b", (4,))
+    out = gv.relu(gv.tanh(x + b) * 2.0 - 1.0)
+    kinds = [k.kind for k in cpu_schedule([out]).kernels]
+    assert kinds == ["elementwise"]            # broadcast folded into the index, one loop
+    h = gv.sum(gv.exp(x @ gv.var("w", (4, 4)) + b))
+    assert [k.kind for k in cpu_schedule([h]).kernels] == ["matmul", "elementwise", "sum"]
