@@ -268,12 +268,18 @@ def _drop_deltas(expr: sp.Expr) -> sp.Expr:
     return expr
 
 
-def _one_heaviside(expr: sp.Expr) -> sp.Expr:
-    """Heaviside(x, h0) -> Heaviside(x): conventions at 0 differ only where a kink is."""
-    if expr.has(sp.Heaviside):
-        expr = expr.replace(lambda e: isinstance(e, sp.Heaviside) and len(e.args) > 1,
-                            lambda e: sp.Heaviside(e.args[0]))
-    return expr
+def _canonical_steps(expr: sp.Expr) -> sp.Expr:
+    """Steps in one form, so that differences of kinked formulas can cancel: Heaviside(u, h0)
+    -> Heaviside(u) (conventions at 0 differ only on the kink), and Heaviside(-u) ->
+    1 - Heaviside(u) (exact with SymPy's Heaviside(0) = 1/2), so that max's two routes meet."""
+    if not expr.has(sp.Heaviside):
+        return expr
+
+    def one(e):
+        u = e.args[0]
+        return 1 - sp.Heaviside(-u) if u.could_extract_minus_sign() else sp.Heaviside(u)
+
+    return expr.replace(lambda e: isinstance(e, sp.Heaviside), one)
 
 
 def tidy(expr: sp.Expr) -> sp.Expr:
@@ -283,7 +289,10 @@ def tidy(expr: sp.Expr) -> sp.Expr:
         return expr
     had = {type(f) for f in expr.atoms(sp.Function)}
     best = expr
-    for candidate in (sp.simplify(expr), sp.factor_terms(sp.cancel(expr))):
+    for simplifier in (sp.simplify, lambda e: sp.factor_terms(sp.cancel(e))):
+        candidate = _within(TIDY_SECONDS, simplifier, expr)
+        if candidate is None:
+            continue
         new = {type(f) for f in candidate.atoms(sp.Function)} - had
         if not new and sp.count_ops(candidate) < sp.count_ops(best):
             best = candidate
@@ -294,6 +303,40 @@ def tidy(expr: sp.Expr) -> sp.Expr:
 # ones are shown with shared subterms named), and proofs are tried up to MAX_SIMPLIFY_OPS.
 MAX_TIDY_OPS = 60
 MAX_SIMPLIFY_OPS = 300
+# Piecewise reasoning (for kinks) is exponential in the number of kinked atoms
+MAX_KINKS = 4
+# and simplify has pathological inputs: each attempt gets a time budget (main thread, Unix)
+TIDY_SECONDS = 1.0
+PROOF_SECONDS = 2.0
+
+
+class _OutOfTime(BaseException):  # not an Exception: SymPy's `except Exception` must not eat it
+    pass
+
+
+def _within(seconds: float, fn, *args):
+    """fn(*args), or None if it takes longer than `seconds` (SymPy is pure Python, so a timer
+    signal can stop it; the timer repeats in case the first one lands where exceptions are
+    swallowed, such as a gc callback). Without SIGALRM or off the main thread, no limit."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not \
+            threading.main_thread():
+        return fn(*args)
+
+    def expire(signum, frame):
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
+    try:
+        return fn(*args)
+    except _OutOfTime:
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # -- proofs -----------------------------------------------------------------------------------
@@ -318,17 +361,19 @@ class Proof:
 
 def is_zero(expr: sp.Expr) -> bool:
     """Whether SymPy can show `expr` is 0 wherever it is defined, kinks aside."""
-    expr = _one_heaviside(_drop_deltas(expr))
+    expr = _canonical_steps(_drop_deltas(expr))
     if expr == 0:
         return True
     if sp.count_ops(expr) > MAX_SIMPLIFY_OPS:
         return False
-    if sp.simplify(expr) == 0:
+    if _within(PROOF_SECONDS, sp.simplify, expr) == 0:
         return True
-    if expr.has(sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign):
-        return _zero_almost_everywhere(sp.simplify(expr.rewrite(sp.Piecewise)))
+    kinks = expr.atoms(sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign)
+    if kinks and len(kinks) <= MAX_KINKS:
+        folded = _within(PROOF_SECONDS, lambda e: sp.simplify(e.rewrite(sp.Piecewise)), expr)
+        return folded is not None and _zero_almost_everywhere(folded)
     if expr.has(sp.tanh):
-        return sp.simplify(expr.rewrite(sp.exp)) == 0
+        return _within(PROOF_SECONDS, lambda e: sp.simplify(e.rewrite(sp.exp)), expr) == 0
     return False
 
 
