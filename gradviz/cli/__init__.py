@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "descend": ("descend", "descend", "Gradient descent on an expression, iteration by iteration."),
     "fit": ("fit", "fit", "Linear regression by gradient descent (the slides' heights, or a CSV)."),
     "perceptron": ("perceptron", "perceptron", "Rosenblatt's learning rule, sample by sample."),
+    "compile": ("compile", "compile_command", "Kernels or generated source of an expression."),
+    "bench": ("bench", "bench", "Training-step throughput of a model on a device."),
 }
 
 

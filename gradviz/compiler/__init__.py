@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 from gradviz.errors import GradvizError
 from gradviz.ir import Graph, Node
 
-DEVICES = ("cpu",)
+DEVICES = ("cpu", "cuda")
 
 
 def _outputs_and_updates(target, updates):
@@ -35,27 +35,53 @@ def _outputs_and_updates(target, updates):
 
 def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *,  # noqa: A001
             updates: Mapping[Node, Node] | None = None, points: bool = False,
-            threads: int = 1):
+            threads: int | None = None):
     """Compile a graph for `device` and return a callable: `f(feeds) -> [output values]`.
 
     `graph_or_outputs`: a node, a list of nodes, a `Graph`, or a `TrainStep` (whose parameters
     and optimizer state are then updated in place by each call). `dtype` is the compute type
     (default: the graph's). `updates={leaf: node}` writes each node's value into the array
     given for `leaf`. `points=True` compiles a scalar graph to run at many points at once: every
-    variable takes an array (they broadcast) and each output is an array of values. `threads > 1`
-    runs large elementwise loops on that many threads (BLAS uses its own).
-    Raises GradvizError naming the primitives that have no lowering.
+    variable takes an array (they broadcast) and each output is an array of values.
+    `threads`: None leaves thread settings alone; a number sets, for the whole process, the
+    threads of the BLAS that compiled code calls and of Numba (large elementwise loops then run
+    in parallel when it is above 1). Raises GradvizError naming primitives with no lowering.
     """
     if device not in DEVICES:
         raise GradvizError(f"cannot compile for device {device!r} (devices: {', '.join(DEVICES)})")
     outputs, updates = _outputs_and_updates(graph_or_outputs, updates)
+    if device == "cuda":  # see gradviz/compiler/numba_cuda.py and docs/gpu.md
+        if points:
+            raise GradvizError("points=True compiles for the CPU only")
+        from gradviz.compiler.numba_cuda import compile_cuda
+
+        return compile_cuda(outputs, updates, dtype=dtype)
     from gradviz.compiler.numba_cpu import compile_cpu
 
-    if threads > 1:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    return compile_cpu(outputs, updates, dtype=dtype, threads=threads, points=points)
+    if threads is not None:
+        set_threads(threads)
+    return compile_cpu(outputs, updates, dtype=dtype, threads=threads or 1, points=points)
 
 
-__all__ = ["compile", "DEVICES"]
+def set_threads(threads: int) -> None:
+    """Use `threads` threads in BLAS (every library loaded) and in Numba's parallel loops."""
+    import numba
+    import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS compiled code calls, to limit it)
+    from threadpoolctl import threadpool_limits
+
+    if threads < 1:
+        raise GradvizError(f"threads must be at least 1, got {threads}")
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(limits=threads, user_api="blas")
+
+
+def source(graph_or_outputs, dtype: str | None = None, *, points: bool = False) -> str:
+    """The Python source `compile` would generate for the CPU (nothing is compiled)."""
+    from gradviz.compiler.numba_cpu import cpu_schedule, generate, pick_dtype
+
+    outputs, updates = _outputs_and_updates(graph_or_outputs, None)
+    sched = cpu_schedule(outputs, updates)
+    return generate(sched, pick_dtype(sched, dtype), points=points)
+
+
+__all__ = ["DEVICES", "compile", "set_threads", "source"]

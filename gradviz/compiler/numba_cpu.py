@@ -289,11 +289,21 @@ def compile_cpu(outputs, updates=None, dtype: str | None = None, threads: int = 
                                f"tensor values: {', '.join(bad)}")
         if sched.constants:
             raise GradvizError("evaluating at many points needs a scalar graph")
+    dtype = pick_dtype(sched, dtype)
+    return CompiledGraph(sched, dtype, threads, points)
+
+
+def pick_dtype(sched: Schedule, dtype: str | None) -> str:
+    """The compute dtype: `dtype` if given, else the graph's own (which must be one)."""
     if dtype is None:
         dtypes = {n.dtype for n in sched.order}
         if len(dtypes) > 1:
             raise GradvizError("the graph mixes float32 and float64; pass dtype= to compile it")
         dtype = dtypes.pop() if dtypes else "float64"
-    if np.dtype(dtype).name not in ("float32", "float64"):
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
+    if name not in ("float32", "float64"):
         raise GradvizError(f"dtype must be float32 or float64, not {dtype}")
-    return CompiledGraph(sched, np.dtype(dtype).name, threads, points)
+    return name

@@ -1,0 +1,30 @@
+"""`gradviz bench`: training-step throughput of a model on a device (random data, SGD)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("bench")
+@click.option("--model", "model", required=True, help="A model name (mlp, lenet, cnn, ...).")
+@click.option("--batch", type=int, default=128, show_default=True)
+@click.option("--steps", type=int, default=50, show_default=True, help="Steps per timed run.")
+@click.option("--device", type=click.Choice(["numpy", "cpu"]), default="cpu", show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="BLAS (and Numba) threads; 1 is fastest on a busy 2-core machine.")
+@click.option("--repeats", type=int, default=5, show_default=True,
+              help="Timed runs; the median is reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(model: str, batch: int, steps: int, device: str, threads: int, repeats: int,
+          as_json: bool) -> None:
+    """Time one training step (forward, loss, backward, SGD update) of MODEL at batch size
+    BATCH on DEVICE: the median over REPEATS runs of STEPS steps, after one warm-up step."""
+    from gradviz.compiler.bench import measure
+
+    result = measure(model, batch, steps, device, threads=threads, repeats=repeats)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{model} on {device}, batch {batch}: {result['samples_per_sec']:,.0f} samples/s, "
+               f"{result['step_ms']:.3f} ms/step (compile {result['compile_s']:.2f} s)")

@@ -1,0 +1,58 @@
+"""`gradviz compile`: what the compiler makes of an expression: its kernels, or (with
+`--emit-source`) the generated Python/Numba source, without compiling anything."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from gradviz.cli.common import load_expression, parse_names
+from gradviz.errors import GradvizError
+
+
+def _outputs(expression: str, wrt: str | None, grad: bool):
+    from gradviz.autodiff import grad as grad_of
+
+    output, variables = load_expression(expression)
+    names = parse_names(wrt) or list(variables)
+    unknown = [n for n in names if n not in variables]
+    if unknown:
+        raise GradvizError(f"--wrt names {', '.join(map(repr, unknown))}, which the expression "
+                           "does not use")
+    outputs = [output]
+    if grad and names:
+        outputs += grad_of(output, [variables[n] for n in names])
+    return outputs, names
+
+
+@click.command("compile")
+@click.argument("expression")
+@click.option("--emit-source", is_flag=True, help="Print the generated kernel source.")
+@click.option("--wrt", default=None, help="Variables to differentiate by (default: all).")
+@click.option("--no-grad", is_flag=True, help="Compile the value only, no gradients.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the kernel list as JSON.")
+def compile_command(expression: str, emit_source: bool, wrt: str | None, no_grad: bool,
+                    dtype: str, as_json: bool) -> None:
+    """Compile EXPRESSION (value and gradients) to a vectorized CPU kernel that evaluates it at
+    many points at once. Shows which nodes fused into which kernel, or the source."""
+    from gradviz.compiler import source
+    from gradviz.compiler.numba_cpu import cpu_schedule
+
+    outputs, names = _outputs(expression, wrt, not no_grad)
+    if emit_source:
+        click.echo(source(outputs, dtype, points=True), nl=False)
+        return
+    sched = cpu_schedule(outputs)
+    kernels = [{"kernel": k.index, "kind": k.kind,
+                "nodes": [f"%{sched.ids[n]} {n.op}" for n in k.nodes],
+                "stores": [f"%{sched.ids[n]}" for n in k.stores]} for k in sched.kernels]
+    if as_json:
+        click.echo(json.dumps({"expression": expression, "outputs": ["value",
+                               *[f"d/d{n}" for n in names if not no_grad]],
+                               "kernels": kernels}))
+        return
+    for k in kernels:
+        click.echo(f"kernel {k['kernel']} ({k['kind']}): {', '.join(k['nodes'])}"
+                   f"  -> stores {', '.join(k['stores']) or 'nothing'}")
