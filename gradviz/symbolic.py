@@ -301,7 +301,7 @@ def tidy(expr: sp.Expr) -> sp.Expr:
 
 # simplify's cost grows fast with size: a formula is tidied up to MAX_TIDY_OPS operations (bigger
 # ones are shown with shared subterms named), and proofs are tried up to MAX_SIMPLIFY_OPS.
-MAX_TIDY_OPS = 60
+MAX_TIDY_OPS = 20
 MAX_SIMPLIFY_OPS = 300
 # Piecewise reasoning (for kinks) is exponential in the number of kinked atoms
 MAX_KINKS = 4
