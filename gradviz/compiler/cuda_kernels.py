@@ -42,7 +42,7 @@ class LaunchConfig:
 
 
 # The simulator runs every thread as a Python thread (about 1 ms each): few, small blocks.
-SIMULATOR = LaunchConfig(threads=4, warp=1, blocks=2, tile=4, reduce_threads=4, serial_reduce=3,
+SIMULATOR = LaunchConfig(threads=4, warp=1, blocks=2, tile=4, reduce_threads=4, serial_reduce=16,
                          min_blocks=4, split_chunk=8)
 
 
