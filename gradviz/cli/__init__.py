@@ -13,7 +13,7 @@ import click
 
 # command name -> (module under gradviz.cli, attribute, one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "grad": ("grad", "grad", "Value and partial derivatives by backprop and finite differences."),
+    "grad": ("grad", "grad", "Partial derivatives by backprop, finite differences and SymPy."),
     "check": ("check", "check", "Prove a hand-derived derivative, or refute it with a point."),
     "explain": ("explain", "explain", "The chain rule written out factor by factor, path by path."),
     "train": ("train", "train", "Train a model on a data set (progress, metrics, checkpoints)."),
