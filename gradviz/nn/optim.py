@@ -23,8 +23,7 @@ import numpy as np
 
 from gradviz.errors import GradvizError
 from gradviz.ir import Node
-from gradviz.ops import abs_, add, const, div, maximum, mul, sqrt, sub, var
-from gradviz.ops import sum as sum_
+from gradviz.ops import abs_, add, div, maximum, mul, sqrt, sub, var
 
 
 @dataclass(frozen=True)
@@ -251,12 +250,10 @@ def get_optimizer(name: str, **hyper: float) -> Optimizer:
 def l2_term(params: Sequence[Node], strength: float) -> Node | None:
     """(strength / 2) * sum of squared weights, over parameters with 2 or more axes (biases are
     not decayed). Its gradient adds strength * w to each weight's gradient. None if no weight."""
-    total = None
-    for p in params:
-        if p.ndim >= 2:
-            square = sum_(mul(p, p))
-            total = square if total is None else add(total, square)
-    return None if total is None else mul(total, const(0.5 * strength, dtype=total.dtype))
+    from gradviz.nn.losses import l2_penalty
+
+    weights = [p for p in params if p.ndim >= 2]
+    return l2_penalty(weights, 0.5 * strength) if weights else None
 
 
 _STEP = re.compile(r"^step:(\d+):([0-9.eE+-]+)$")

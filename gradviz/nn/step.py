@@ -10,7 +10,7 @@ run a step, so the NumPy interpreter and the compilers take the same graph. The 
 one batch size; the trainer builds a second one for the last, smaller batch of an epoch.
 
 A *runner* executes a graph: `runner(feeds) -> list` takes `{input node: array}` and returns the
-values of `graph.outputs`, in order. `make_runner(graph, device)` picks one: `"numpy"` is the
+values of `graph.outputs`, in order. `make_runner(step, device)` picks one: `"numpy"` is the
 reference interpreter; `"cpu"`/`"cuda"` come from `gradviz.compiler.compile(graph, device=...)`,
 which returns a callable with the same contract. Output arrays belong to the caller (a compiled
 runner given a `TrainStep` may write new parameters into the arrays fed in, and return those).
@@ -134,9 +134,10 @@ def build_train_step(model, batch: int, input_shape: Sequence[int], *,
     `model(x, train=True)` builds the forward graph and `model.parameters()` lists its `param`
     nodes. The target input is shaped like the model's output: one-hot rows (or a 0/1 column for a
     single-logit binary model, see `encode_targets`). The default loss is
-    `losses.classification_loss` (MSE for regression), or `loss_fn(outputs, target)`. `l2 > 0` adds (l2/2)*sum(w**2) over the
-    weights (parameters with 2+ axes) to the loss that is differentiated; the `loss` output stays
-    the data loss, so it compares across runs with different `l2`.
+    `losses.classification_loss` (MSE for regression), or `loss_fn(outputs, target)`.
+    `l2 > 0` adds (l2/2)*sum(w**2) over the weights (parameters with 2+ axes) to the loss that
+    is differentiated; the `loss` output stays the data loss, so it compares across runs with
+    different `l2`.
     """
     if batch < 1:
         raise GradvizError(f"batch size must be >= 1, got {batch}")
