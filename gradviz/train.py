@@ -378,25 +378,25 @@ class Trainer:
             built_before = self.build_seconds
             lr = self.schedule(epoch)
             self.reporter.epoch_start(epoch + 1, config.epochs, batches)
+            # A compiled step may update parameters in place: keep the epoch's start, so that
+            # a non-finite loss can be traced by replaying the epoch up to the bad step.
+            start = None if self.device == "numpy" else (
+                _copy(params), _copy(state), rng.bit_generator.state)
             order = rng.permutation(n)
             loss_sum, correct = 0.0, 0.0
             for b in range(batches):
-                idx = order[b * batch:(b + 1) * batch]
-                step, runner = self._train_step(len(idx))
-                feeds = self._feeds(step, ds.X_train[idx], T_train[idx], lr, params, state, rng)
+                step, runner, feeds = self._batch(order, b, batch, lr, params, state, rng,
+                                                  T_train)
                 out = runner(feeds)
                 loss = float(out[0])
                 if not math.isfinite(loss):
+                    if start is not None:
+                        step, feeds = self._replay(start, b, batch, lr, T_train)
                     raise NonFiniteLoss(self._nonfinite_message(step, feeds, loss, epoch, b))
-                loss_sum += loss * len(idx)
-                k = 1
+                loss_sum += loss * step.batch
                 if step.correct is not None:
                     correct += float(out[1])
-                    k = 2
-                for p, value in zip(step.params, out[k:k + len(step.params)]):
-                    params[p.name] = value
-                for s, value in zip(step.state, out[k + len(step.params):]):
-                    state[s.name] = value
+                _apply(step, out, params, state)
                 self.reporter.batch_end()
             train_seconds += time.perf_counter() - epoch_started - (self.build_seconds
                                                                     - built_before)
@@ -420,6 +420,25 @@ class Trainer:
                            config.epochs - first_epoch if config.epochs > first_epoch else 0,
                            first_epoch if self.resume else None, _host(params))
 
+    def _batch(self, order, b: int, batch: int, lr: float, params, state, rng, T_train):
+        """The step graph, its runner and its feeds for batch `b` of an epoch."""
+        idx = order[b * batch:(b + 1) * batch]
+        step, runner = self._train_step(len(idx))
+        feeds = self._feeds(step, self.dataset.X_train[idx], T_train[idx], lr, params, state, rng)
+        return step, runner, feeds
+
+    def _replay(self, start, bad: int, batch: int, lr: float, T_train):
+        """The feeds of step `bad` of the current epoch, recomputed from the epoch's start."""
+        params, state = _copy(start[0]), _copy(start[1])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = start[2]
+        order = rng.permutation(len(T_train))
+        for b in range(bad):
+            step, runner, feeds = self._batch(order, b, batch, lr, params, state, rng, T_train)
+            _apply(step, runner(feeds), params, state)
+        step, _, feeds = self._batch(order, bad, batch, lr, params, state, rng, T_train)
+        return step, feeds
+
     def _feeds(self, step: TrainStep, xb, tb, lr, params, state, rng) -> dict:
         feeds = {step.x: xb, step.target: tb, step.lr: np.asarray(lr, dtype=step.lr.dtype)}
         feeds.update({p: params[p.name] for p in step.params})
@@ -436,6 +455,19 @@ class Trainer:
         origin = f"; first non-finite value at {where}" if where else ""
         return (f"training stopped: the loss is {loss} at epoch {epoch + 1}, step {b + 1}"
                 f"{origin} (try a smaller --lr)")
+
+
+def _apply(step: TrainStep, out: list, params: dict, state: dict) -> None:
+    """Store a step's new parameters and state (its outputs after loss and correct count)."""
+    k = 1 if step.correct is None else 2
+    for p, value in zip(step.params, out[k:k + len(step.params)]):
+        params[p.name] = value
+    for s, value in zip(step.state, out[k + len(step.params):]):
+        state[s.name] = value
+
+
+def _copy(values: dict) -> dict:
+    return {k: np.array(v, copy=True) for k, v in values.items()}
 
 
 def _host(values: dict) -> dict[str, np.ndarray]:
@@ -473,6 +505,7 @@ class TrainedModel:
             raise GradvizError(f"mismatched checkpoint in {directory}: its parameters do not fit "
                                f"model {self.config.model!r}")
         self.dtype = _dtype(self.model)
+        self.n_outputs = self.model.output_shape(self.input_shape)[-1]
         self._evaluator = Evaluator(self.model, self.input_shape, self.task, "numpy", self.dtype)
 
     def prepare(self, X_raw) -> np.ndarray:
@@ -491,8 +524,7 @@ class TrainedModel:
     def outputs(self, X_raw) -> np.ndarray:
         """The model's outputs (logits, or regression values) for raw, unnormalized inputs."""
         X = self.prepare(X_raw)
-        n_out = self._evaluator._step(1)[0].target.shape[1] if len(X) else 0
-        dummy = np.zeros((len(X), n_out), dtype=self.dtype)
+        dummy = np.zeros((len(X), self.n_outputs), dtype=self.dtype)
         return self._evaluator.run(self.params, X, dummy)[2]
 
     def predict(self, X_raw) -> np.ndarray:
@@ -507,8 +539,7 @@ class TrainedModel:
         examples that are already normalized and shaped like the training data."""
         from gradviz.nn.losses import predicted_classes
 
-        n_out = self._evaluator._step(1)[0].target.shape[1]
-        T = encode_targets(y, n_out, self.task, self.dtype)
+        T = encode_targets(y, self.n_outputs, self.task, self.dtype)
         loss, accuracy, out = self._evaluator.run(self.params, X, T)
         result = {"loss": loss, "accuracy": accuracy, "examples": int(len(X))}
         if self.task == CLASSIFICATION and out is not None:

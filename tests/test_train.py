@@ -224,6 +224,32 @@ def test_non_finite_loss_stops_with_the_step_and_the_node(tmp_path):
     assert not ckpt.exists(tmp_path)
 
 
+class InPlaceRunner(NumpyRunner):
+    """Writes new parameters and state into the arrays fed in, as a compiled step does."""
+
+    def __init__(self, step):
+        super().__init__(step.graph)
+        self.step = step
+
+    def __call__(self, feeds):
+        out = super().__call__(feeds)
+        for leaf, value in zip((*self.step.params, *self.step.state), out[2:]):
+            np.copyto(feeds[leaf], value)
+        return out
+
+
+def test_non_finite_loss_on_an_in_place_device_is_traced_from_the_values_before_the_step(
+        monkeypatch):
+    from gradviz.nn.step import TrainStep
+
+    monkeypatch.setattr("gradviz.train.make_runner", lambda target, device: InPlaceRunner(
+        target) if isinstance(target, TrainStep) else NumpyRunner(target))
+    ds = load_dataset("and", dtype=np.float64)
+    config = _config(data="and", epochs=3, batch=4, optimizer="sgd")
+    with pytest.raises(NonFiniteLoss, match=r"step 1; first non-finite value at %\d+ .*log\("):
+        Trainer(config, model=LogScaled(), dataset=ds, device="cpu").run()
+
+
 # -- the named models ---------------------------------------------------------------------------
 def test_the_slides_xor_story_one_perceptron_fails_two_layers_succeed():
     common = dict(data="xor", batch=4, optimizer="sgd", lr=0.5, epochs=200)
