@@ -9,8 +9,9 @@ from click.testing import CliRunner
 import gradviz as gv
 from gradviz.cli import cli
 from gradviz.errors import GradvizError, ShapeError
-from gradviz.nn import (Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential, Tanh,
-                        build_model, cross_entropy, format_summary, model_from_spec, one_hot)
+from gradviz.nn import (ELU, AvgPool2d, Conv2d, Dropout, Flatten, LeakyReLU, Linear, MaxPool2d,
+                        Maxout, ReLU, Sequential, Sigmoid, Softmax, Step, Tanh, build_model,
+                        cross_entropy, format_summary, model_from_spec, one_hot)
 from gradviz.numeric import agrees, numeric_grad
 
 SLIDES_CONV20 = {"input_shape": [1, 28, 28],
@@ -93,6 +94,32 @@ def test_dropout_reads_a_mask_input_only_when_training():
     # a step is reproducible: same parameters, same mask -> same loss
     env = {**model.init(np.random.default_rng(0)), **m1, x: np.ones((4, 3))}
     assert gv.value(gv.sum(train_out), env) == gv.value(gv.sum(train_out), env)
+
+
+@pytest.mark.parametrize("layer, reference", [
+    (Sigmoid(), lambda x: 1 / (1 + np.exp(-x))),
+    (Tanh(), np.tanh),
+    (ReLU(), lambda x: np.maximum(x, 0)),
+    (LeakyReLU(), lambda x: np.maximum(0.1 * x, x)),
+    (ELU(0.5), lambda x: np.where(x > 0, x, 0.5 * (np.exp(x) - 1))),
+    (Softmax(), lambda x: np.exp(x) / np.exp(x).sum(1, keepdims=True)),
+    (Maxout(2), lambda x: np.maximum(x[:, 0::2], x[:, 1::2])),
+    (Step(), lambda x: (x > 0).astype(float)),
+    (Flatten(), lambda x: x),
+])
+def test_parameterless_layers(layer, reference):
+    x = np.array([[-2.0, -0.5, 0.5, 3.0], [1.0, -1.0, 0.25, -4.0]])
+    got = gv.value(layer(gv.var("x", (2, 4)), train=True), x=x)
+    np.testing.assert_allclose(got, reference(x), rtol=1e-12)
+    assert layer.parameters() == [] and layer.init(np.random.default_rng(0)) == {}
+
+
+def test_pooling_and_conv_layers_describe_themselves():
+    assert Conv2d(1, 6, 5, padding=2).describe() == "Conv2d(1 -> 6, 5x5, pad 2)"
+    assert Conv2d(3, 8, (3, 1), stride=2).describe() == "Conv2d(3 -> 8, 3x1, stride 2)"
+    assert MaxPool2d(3, 1).describe() == "MaxPool2d(3x3, stride 1)"
+    assert AvgPool2d(2).output_shape((6, 28, 28)) == (6, 14, 14)
+    assert Linear(3, 2, bias=False).num_parameters() == 6
 
 
 def test_a_small_conv_net_gradient_matches_finite_differences():
