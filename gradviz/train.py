@@ -136,6 +136,7 @@ class TrainResult:
     epochs_run: int
     resumed_from_epoch: int | None
     params: dict[str, np.ndarray] = field(repr=False)
+    build_seconds: float = 0.0  # building (and compiling) step graphs, included in `seconds`
 
     def summary(self) -> dict:
         """The `gradviz train --json` line."""
@@ -418,7 +419,8 @@ class Trainer:
                            time.perf_counter() - started,
                            samples / train_seconds if train_seconds > 0 else None,
                            config.epochs - first_epoch if config.epochs > first_epoch else 0,
-                           first_epoch if self.resume else None, _host(params))
+                           first_epoch if self.resume else None, _host(params),
+                           self.build_seconds)
 
     def _batch(self, order, b: int, batch: int, lr: float, params, state, rng, T_train):
         """The step graph, its runner and its feeds for batch `b` of an epoch."""

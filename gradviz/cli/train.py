@@ -202,6 +202,8 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
         click.echo(f"test loss {_num(result.test_loss)}")
     speed = "" if result.samples_per_sec is None else \
         f", {result.samples_per_sec:,.0f} samples/s"
+    if result.build_seconds >= 1:
+        speed += f" (graphs built and compiled in {result.build_seconds:.1f} s)"
     click.echo(f"{result.epochs_run} epoch(s) in {result.seconds:.1f} s on {result.device}{speed}"
                + (f" (resumed from epoch {result.resumed_from_epoch})"
                   if result.resumed_from_epoch is not None else ""))
