@@ -322,8 +322,8 @@ def _within(seconds: float, fn, *args):
     import threading
 
     if not hasattr(signal, "setitimer") or threading.current_thread() is not \
-            threading.main_thread():
-        return fn(*args)
+            threading.main_thread() or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        return fn(*args)  # no timer to use (or the program runs its own: leave it alone)
 
     def expire(signum, frame):
         raise _OutOfTime

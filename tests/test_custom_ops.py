@@ -124,3 +124,17 @@ def test_grad_cli_nodes_flag_names_the_wrong_node():
     assert out["nodes"][0] == {"node": "%1 cube(x)", "operand": 0, "input": "x", "vjp": 6.0,
                                "numeric": pytest.approx(12.0), "symbolic": 12.0,
                                "status": "wrong"}
+
+
+def test_grad_cli_without_a_sympy_rule_still_compares_the_other_two():
+    define_op("softsign", forward=lambda x: x / (1 + np.abs(x)),
+              vjp=lambda g, out, x: g / ((1 + abs(x)) * (1 + abs(x))))
+    result = CliRunner().invoke(cli, ["grad", "softsign(x)*2", "--at", "x=0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["agree"] is True and "no SymPy rule for op 'softsign'" in out["symbolic_error"]
+    entry = out["gradients"]["x"]
+    assert entry["symbolic"] is None and entry["formula"] is None and entry["agree"] is True
+    table = CliRunner().invoke(cli, ["grad", "softsign(x)*2", "--at", "x=0.5"])
+    assert "agree (no SymPy)" in table.output and "no SymPy formulas:" in table.output
+

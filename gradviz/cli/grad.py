@@ -35,28 +35,32 @@ def gradient_report(expression: str, at: dict[str, float], wrt: list[str],
         raise EvaluationError(f"the expression is not defined at this point (its value is "
                               f"{result.value})")
     numeric = numeric_grad(output, at, [variables[n] for n in names])
-    symbolic = symbolic_gradients(output, [variables[n] for n in names], around=at)
+    try:
+        symbolic = symbolic_gradients(output, [variables[n] for n in names], around=at)
+        symbolic_error = None
+    except GradvizError as exc:  # e.g. a user-defined op without a SymPy rule
+        symbolic, symbolic_error = {}, str(exc)
     gradients = {}
     for name in names:
         node = variables[name]
         fd = numeric[node]
-        sym = symbolic[node]
+        sym = symbolic.get(node)
         verdict = agrees(result.grad(node), fd)
-        sym_value = sym.value(at)
-        if verdict is not None:
+        sym_value = None if sym is None else sym.value(at)
+        if verdict is not None and sym is not None:
             verdict = (verdict and sym.proof.equal is not False
                        and _close(sym_value, result.grad(node)))
         gradients[name] = {
             "backprop": result.grad(node),
             "numeric": fd.value,
             "symbolic": sym_value,
-            "formula": sym.text(),
+            "formula": None if sym is None else sym.text(),
             "numeric_error": fd.error,
             "status": fd.status,
-            "proof": sym.proof.status,
+            "proof": None if sym is None else sym.proof.status,
             "agree": verdict,
         }
-        if latex:
+        if latex and sym is not None:
             gradients[name]["latex"] = sym.latex()
     report = {
         "expression": expression,
@@ -65,6 +69,8 @@ def gradient_report(expression: str, at: dict[str, float], wrt: list[str],
         "gradients": gradients,
         "agree": all(g["agree"] is not False for g in gradients.values()),
     }
+    if symbolic_error is not None:
+        report["symbolic_error"] = symbolic_error
     if nodes:
         from gradviz.nodecheck import check_nodes
 
@@ -90,6 +96,8 @@ def _verdict(entry: dict) -> str:
         return "undefined nearby"
     if not entry["agree"]:
         return "DISAGREE"
+    if entry["proof"] is None:
+        return "agree (no SymPy)"
     return "agree" if entry["proof"] == "proved" else "agree (symbolic routes not proved equal)"
 
 
@@ -101,15 +109,18 @@ def print_table(report: dict) -> None:
     rows = [("", "backprop", "finite diff.", "± error", "symbolic", "")]
     for name, g in report["gradients"].items():
         rows.append((f"df/d{name}", _fmt(g["backprop"]), _fmt(g["numeric"]),
-                     f"{g['numeric_error']:.1e}", _fmt(g["symbolic"]), _verdict(g)))
+                     f"{g['numeric_error']:.1e}",
+                     "-" if g["symbolic"] is None else _fmt(g["symbolic"]), _verdict(g)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     click.echo("")
+    if "symbolic_error" in report:
+        click.echo(f"no SymPy formulas: {report['symbolic_error']}")
     for name, g in report["gradients"].items():
         if "latex" in g:
             click.echo(f"\\frac{{\\partial f}}{{\\partial {name}}} = {g['latex']}")
-        else:
+        elif g["formula"] is not None:
             click.echo(f"df/d{name} = {g['formula']}")
     click.echo("")
     click.echo("backprop, finite differences and SymPy agree" if report["agree"]
