@@ -114,9 +114,7 @@ def to_sympy(outputs: Node | Sequence[Node], substitute: Mapping[Node, sp.Expr] 
     roots = [outputs] if single else list(outputs)
     memo: dict[Node, sp.Expr] = dict(substitute or {})
     names: dict[str, Node] = {}
-    for node in toposort(roots):
-        if node in memo:
-            continue
+    for node in _upstream(roots, memo):
         if node.shape != ():
             raise GradvizError(f"SymPy translation supports scalar graphs; {node.op!r} has shape "
                                f"{node.shape}")
@@ -131,6 +129,19 @@ def to_sympy(outputs: Node | Sequence[Node], substitute: Mapping[Node, sp.Expr] 
             memo[node] = _rule(node.op)(node, *(memo[s] for s in node.src))
     out = [memo[r] for r in roots]
     return out[0] if single else out
+
+
+def _upstream(roots: list[Node], known: Mapping[Node, object]) -> list[Node]:
+    """The nodes the roots depend on without passing through a `known` one, operands first."""
+    seen: set[Node] = set()
+    stack = [r for r in roots if r not in known]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(s for s in node.src if s not in known and s not in seen)
+    return sorted(seen, key=lambda n: n.uid)
 
 
 # -- SymPy -> graph ---------------------------------------------------------------------------

@@ -170,3 +170,10 @@ def test_latex_of_a_gradient():
     g = symbolic_gradients(gv.exp(w0 * x0), [w0])[w0]
     assert g.latex() == r"x_{0} e^{w_{0} x_{0}}"
     assert g.value({"w0": 1.0, "x0": 2.0}) == pytest.approx(2 * np.exp(2.0), rel=1e-14)
+
+
+def test_substitute_stops_the_translation():
+    a = gv.var("a", (2, 3))
+    total = gv.sum(a)  # a tensor op behind the substituted node is never translated
+    s = sp.Symbol("s", real=True)
+    assert to_sympy(gv.exp(total) * 2, {total: s}) == 2 * sp.exp(s)
