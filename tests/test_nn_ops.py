@@ -33,6 +33,23 @@ def test_second_order_through_convolution():
                         [(2, 2, 5, 5), (3, 2, 3, 3)])
 
 
+@pytest.mark.parametrize("build, shapes", [
+    (lambda x, w: nn.conv2d(x, w, 2), [(1, 2, 6, 7), (2, 2, 3, 3)]),       # last row/col unused
+    (lambda x, w: nn.conv2d(x, w, (1, 3), (2, 0)), [(2, 1, 3, 7), (2, 1, 2, 2)]),
+    (lambda x: nn.max_pool2d(x, 2), [(1, 2, 5, 5)]),
+    (lambda x: nn.avg_pool2d(x, (2, 3), (1, 2)), [(1, 1, 4, 6)]),
+])
+def test_windows_that_leave_input_uncovered(build, shapes):
+    rng = np.random.default_rng(5)
+    nodes = [gv.var(f"v{i}", s) for i, s in enumerate(shapes)]
+    out = build(*nodes)
+    loss = gv.sum(out * gv.const(rng.normal(size=out.shape)))
+    env = {n: rng.normal(size=n.shape) for n in nodes}
+    result, numeric = gv.backprop(loss, env), numeric_grad(loss, env, nodes)
+    for n in nodes:
+        assert agrees(result.grad(n), numeric[n]), n.name
+
+
 def test_third_order_stays_inside_the_three_conv_ops():
     x, w = gv.var("x", (1, 1, 4, 4)), gv.var("w", (1, 1, 2, 2))
     g = gv.grad(gv.sum(nn.conv2d(x, w) ** 3), w)

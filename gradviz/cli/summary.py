@@ -42,8 +42,8 @@ def summary_report(model_name: str, input_shape=None, n_classes: int = 10,
 
 @click.command("summary")
 @click.option("--model", "-m", "model_name", required=True,
-              help="A model name (perceptron, logreg, mlp, cnn, lenet) or a .json/.yaml model "
-                   "file.")
+              help="A model name (perceptron, logreg, linear, mlp, cnn, lenet, alexnet) or a "
+                   ".json/.yaml model file.")
 @click.option("--input-shape", default=None,
               help="Input size without the batch axis, e.g. 1,28,28 (default: the model file's, "
                    "else 1,28,28).")
