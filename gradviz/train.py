@@ -223,6 +223,7 @@ class Evaluator:
         n = len(X)
         if n == 0:
             return None, None, None
+        params = _host(params)  # one copy, if a device holds them
         total_loss, correct, outputs = 0.0, 0.0, []
         size = min(EVAL_BATCH, n)
         for start in range(0, n, size):
