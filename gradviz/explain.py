@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from gradviz.autodiff import backprop, local_derivatives
-from gradviz.errors import GradvizError
+from gradviz.errors import EvaluationError, GradvizError
 from gradviz.interpret import evaluate
 from gradviz.ir import Node, toposort
+from gradviz.rules import kinks
 from gradviz.text import expression_text
 
 MAX_PATHS = 32  # a DAG can have exponentially many paths: list this many, sum the rest
@@ -25,7 +26,9 @@ _LETTERS = [c for c in "abcdghjkmnpqrstuvwxyz"]  # e, f, i, l, o left out: e**x,
 class Factor:
     """d `of` / d `by` on one edge (`by` is operand number `operand` of `of`): its formula
     (expression-language text, None when the op has no SymPy rule), LaTeX, and value at the
-    point. `repeated` says `of` uses the same value as more than one operand (as x*x does)."""
+    point. `repeated` says `of` uses the same value as more than one operand (as x*x does);
+    `kink` that `of` sits on a kink here (relu at 0, max at a tie), where the value shown is
+    gradviz's convention, not a derivative."""
 
     of: str
     by: str
@@ -34,6 +37,7 @@ class Factor:
     latex: str | None
     value: float
     repeated: bool = False
+    kink: bool = False
 
     def symbol(self) -> str:
         """`df/dx`, or `da/dx[2]` for the second of two edges from the same value."""
@@ -115,6 +119,11 @@ class Explanation:
         if any(f.repeated for p in self.paths for f in p.factors):
             lines.append("")
             lines.append("[k]: along the k-th operand, where a node uses the same value twice")
+        kinks = sorted({f.of for p in self.paths for f in p.factors if f.kink})
+        if kinks:
+            lines.append("")
+            lines.append(f"not differentiable here: {', '.join(kinks)} sits on a kink (the "
+                         "one-sided derivatives differ); its factor is gradviz's convention")
         if self.path_count > 1:
             terms = [_num(p.product, 4) for p in self.paths]
             if self.path_count > len(self.paths):
@@ -135,9 +144,12 @@ class Explanation:
         def partial(a: str, b: str) -> str:
             return rf"\frac{{\partial {sym(a)}}}{{\partial {sym(b)}}}"
 
-        out = [r"\begin{aligned}"]
-        out += [rf"{sym(d.name)} &= {d.latex} = {_num(d.value, 4)} \\" for d in self.definitions]
-        out.append(r"\end{aligned}")
+        out = []
+        if self.definitions:
+            out.append(r"\begin{aligned}")
+            out += [rf"{sym(d.name)} &= {d.latex} = {_num(d.value, 4)} \\"
+                    for d in self.definitions]
+            out.append(r"\end{aligned}")
         head = partial("f", self.wrt)
         if not self.paths:
             out.append(rf"{head} = 0")
@@ -178,6 +190,9 @@ def explain(output: Node, wrt: Node | str, env: Mapping) -> Explanation:
         raise GradvizError("explain needs a scalar expression")
     result = backprop(output, env)
     values = result.values
+    if not math.isfinite(float(values[output])):
+        raise EvaluationError(f"the expression is not defined at this point (its value is "
+                              f"{values[output]})")
 
     on_path = _reaching(order, wrt)
     names = _names(order, on_path, output)
@@ -283,6 +298,8 @@ def _factors(node: Node, on_path: set[Node], names, values) -> list:
     import sympy
 
     locals_ = local_derivatives(node)
+    kink_rule = kinks.get(node.op)
+    kink = bool(kink_rule and kink_rule(node, *(values[s] for s in node.src)))
     substitute = _operand_symbols(node, names)
     own = {node: sympy.Symbol(names[node], real=True)}
     out = []
@@ -291,11 +308,13 @@ def _factors(node: Node, on_path: set[Node], names, values) -> list:
             continue
         repeated = node.src.count(operand) > 1
         if local is None:  # no gradient flows through this edge (a step, a sign)
-            out.append((i, Factor(names[node], names[operand], i, "0", "0", 0.0, repeated)))
+            out.append((i, Factor(names[node], names[operand], i, "0", "0", 0.0, repeated,
+                                  kink)))
             continue
         value = float(evaluate(local, values=values)[local])
         text, tex = _formula(local, substitute, own)
-        out.append((i, Factor(names[node], names[operand], i, text, tex, value, repeated)))
+        out.append((i, Factor(names[node], names[operand], i, text, tex, value, repeated,
+                              kink)))
     return out
 
 

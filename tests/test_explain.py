@@ -100,7 +100,18 @@ def test_cli_text_json_latex():
     assert r"\left(- \frac{1}{h^{2}}\right)" in latex
 
 
+def test_kinks_are_flagged():
+    x, y = gv.vars("x y")
+    tie = explain(gv.maximum(x, y) * 2, x, {"x": 1.0, "y": 1.0})
+    factors = tie.paths[0].factors
+    assert [f.kink for f in factors] == [False, True]
+    assert "not differentiable here: a sits on a kink" in tie.text()
+    assert not any(f.kink for f in explain(gv.maximum(x, y), x, {"x": 2.0, "y": 1.0})
+                   .paths[0].factors)
+
+
 @pytest.mark.parametrize("args, message", [
+    (["log(x)", "--wrt", "x", "--at", "x=-1"], "not defined at this point"),
     (["x*y", "--wrt", "x", "--at", "x=1"], "no value for 'y'"),
     (["x*y", "--wrt", "z", "--at", "x=1,y=2"], "does not use it"),
     (["x*y", "--wrt", "x"], "Missing option '--at'"),
