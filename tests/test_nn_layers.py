@@ -214,6 +214,20 @@ def test_model_files_json_and_yaml(tmp_path):
     assert build_model(str(ypath)).num_parameters() == 23_550
 
 
+def test_yaml_model_files_without_pyyaml_say_so(tmp_path, monkeypatch):
+    path = tmp_path / "m.yaml"
+    path.write_text("layers: [flatten]")
+    monkeypatch.setitem(__import__("sys").modules, "yaml", None)
+    with pytest.raises(GradvizError, match="needs PyYAML"):
+        build_model(str(path))
+
+
+def test_a_single_layer_summarizes_as_one_row():
+    rows = Conv2d(1, 20, 5).summary((1, 28, 28))
+    assert [(r.layer, r.output_shape, r.params) for r in rows] == \
+        [("Conv2d(1 -> 20, 5x5)", (20, 24, 24), 520)]
+
+
 def test_format_summary_table():
     model = model_from_spec(SLIDES_CNN, n_classes=10)
     text = format_summary(model.summary(), model.input_shape)
