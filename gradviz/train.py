@@ -197,6 +197,13 @@ def build_model(config: TrainConfig, dataset):
     return build(config.model, dataset.input_shape, dataset.n_outputs, **kwargs)
 
 
+def _model_spec(name: str) -> dict | None:
+    """The description of a model given as a file (None for a named model)."""
+    from gradviz.nn.models import MODELS, load_model_file
+
+    return None if name in MODELS else load_model_file(name)
+
+
 def _dtype(model) -> str:
     params = list(model.parameters())
     return params[0].dtype if params else "float32"
@@ -264,6 +271,7 @@ class Trainer:
         self.on_epoch = on_epoch
         self.dataset = dataset if dataset is not None else load_data(config)
         self.model = model if model is not None else build_model(config, self.dataset)
+        self.model_spec = _model_spec(config.model) if model is None else None
         self.optimizer = get_optimizer(config.optimizer)
         self.schedule = LRSchedule.parse(config.lr or self.optimizer.default_lr, config.lr_decay)
         self.task = self.dataset.task
@@ -302,7 +310,7 @@ class Trainer:
             "epoch": epoch, "config": self.config.to_dict(), "device": self.device,
             "optimizer": self.optimizer.config(),
             "rng": rng.bit_generator.state, "history": [dataclasses.asdict(r) for r in history],
-            "normalizer": ds.normalizer.to_dict(),
+            "normalizer": ds.normalizer.to_dict(), "model_spec": self.model_spec,
             "dataset": {"name": ds.name, "task": ds.task, "n_classes": ds.n_classes,
                         "class_names": list(ds.class_names), "input_shape": list(ds.input_shape),
                         "layout": ds.layout},
@@ -498,10 +506,15 @@ class TrainedModel:
         self.epoch = found.epoch
         self.history = found.meta.get("history", [])
         from gradviz.nn.models import build_model as build
+        from gradviz.nn.models import model_from_spec
 
         kwargs = {} if self.config.hidden is None else {"hidden": self.config.hidden}
         n_outputs = self.n_classes if self.task == CLASSIFICATION else 1
-        self.model = build(self.config.model, self.input_shape, n_outputs, **kwargs)
+        spec = found.meta.get("model_spec")
+        if isinstance(spec, dict):  # a model file, kept in the checkpoint: it may have moved
+            self.model = model_from_spec(spec, self.input_shape, n_outputs)
+        else:
+            self.model = build(self.config.model, self.input_shape, n_outputs, **kwargs)
         self.params = found.params
         names = {p.name for p in self.model.parameters()}
         if names != set(self.params):

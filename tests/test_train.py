@@ -396,6 +396,10 @@ def test_cli_resume_with_dropout_model_file_is_bit_exact(tmp_path):
         assert np.array_equal(a.params[name], b.params[name]), name
     assert json.loads(whole.output.strip().splitlines()[-1])["test_accuracy"] == \
         summary["test_accuracy"]
+    model.unlink()  # the checkpoint keeps the model's description
+    evaluated = _cli("evaluate", "--checkpoint", tmp_path / "b", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["accuracy"] == summary["test_accuracy"]
 
 
 @pytest.mark.parametrize("args, message", [
