@@ -21,6 +21,7 @@ from gradviz.text import expression_text
 VERIFIED, REFUTED, INCONCLUSIVE = "verified", "refuted", "inconclusive"
 POINTS = 40  # points tried before saying "inconclusive"
 RTOL = 1e-7  # two exact derivatives computed in float64 differ by far less
+ATOL = 1e-12  # rounding noise around a derivative that is 0
 
 
 @dataclass
@@ -91,7 +92,7 @@ def check_claim(expression: Node, wrt: Node, claim: Node, *,
         actual, claim_value = _values(derivative, claim, point)
         if actual is None:
             continue
-        if abs(actual - claim_value) <= RTOL * max(abs(actual), abs(claim_value), 1e-300) \
+        if abs(actual - claim_value) <= ATOL + RTOL * max(abs(actual), abs(claim_value)) \
                 or not _confirmed(expression, wrt, point, actual):
             result.points_agreed += 1
             continue

@@ -56,6 +56,21 @@ def test_undecided_identity_is_inconclusive_and_counts_points():
     assert 10 <= result.points_agreed < 40  # points with x <= 0 are not in the domain
 
 
+def test_rounding_noise_does_not_refute(monkeypatch):
+    from gradviz import symbolic
+
+    monkeypatch.setattr(symbolic, "is_zero", lambda expr: False)  # force the numeric route
+    result = claim("x*y", "y", "x + (0.1 + 0.2 - 0.3)*y")  # 5.55e-17*y off in float64
+    assert result.verdict == INCONCLUSIVE and result.points_agreed == 40
+
+
+def test_no_point_in_the_domain_is_said_so():
+    result = run("sqrt(-1-x*x)", "--wrt", "x", "--claim", "x")
+    assert result.exit_code == 0
+    assert "inconclusive: SymPy could not prove it, and no point tried was in the domain" \
+        in result.output
+
+
 def test_kinks_do_not_refute():
     assert claim("relu(x)**2", "x", "2*x*step(x)").verdict == VERIFIED
     assert claim("abs(x*y)", "x", "y*sign(x*y)").verdict == VERIFIED

@@ -50,9 +50,12 @@ def print_verdict(expression: str, result) -> None:
         click.echo(f"refuted: at {point}")
         click.echo(f"  the claim gives      {_fmt(ce.claimed)}")
         click.echo(f"  the derivative is    {_fmt(ce.actual)}")
-    else:
+    elif result.points_agreed:
         click.echo(f"inconclusive: SymPy could not prove it, but the claim and the derivative "
                    f"agree at all {result.points_agreed} points tried")
+    else:
+        click.echo("inconclusive: SymPy could not prove it, and no point tried was in the "
+                   "domain of both")
 
 
 @click.command()
