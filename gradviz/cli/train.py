@@ -60,6 +60,8 @@ class ConsoleReporter:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+            sys.stderr.write("\x1b[1A\x1b[2K")  # the epoch's line replaces its finished bar
+            sys.stderr.flush()
         if self.as_json:
             from dataclasses import asdict
 
