@@ -62,23 +62,28 @@ class NodeReport:
                  "status": r.status} for r in self.rows]
 
     def __str__(self) -> str:
-        head = ("node", "input", "VJP rule", "finite diff.", "SymPy", "")
-        rows = [head] + [(r.label, r.operand_label, _fmt(r.vjp), _fmt(r.numeric),
-                          "-" if r.symbolic is None else _fmt(r.symbolic), r.status)
-                         for r in self.rows]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-        bad = self.first_wrong
-        if bad is None:
-            lines.append("every node's local derivative checks out")
-        elif bad.status == WRONG:
-            lines.append(f"first wrong node: {bad.label}: its VJP rule gives {_fmt(bad.vjp)} for "
-                         f"d/d{bad.operand_label}, finite differences give {_fmt(bad.numeric)}")
-        else:
-            lines.append(f"first wrong node: {bad.label}: its SymPy rule gives "
-                         f"{_fmt(bad.symbolic)} for d/d{bad.operand_label}, the VJP rule and "
-                         f"finite differences give {_fmt(bad.vjp)}")
-        return "\n".join(lines)
+        return node_table(self.to_json())
+
+
+def node_table(rows: list[dict]) -> str:
+    """The table of `NodeReport.to_json()` rows, ending with the verdict on the first wrong node."""
+    head = ("node", "input", "VJP rule", "finite diff.", "SymPy", "")
+    cells = [head] + [(r["node"], r["input"], _fmt(r["vjp"]), _fmt(r["numeric"]),
+                       "-" if r["symbolic"] is None else _fmt(r["symbolic"]), r["status"])
+                      for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    bad = next((r for r in rows if r["status"] in (WRONG, SYMPY_WRONG)), None)
+    if bad is None:
+        lines.append("every node's local derivative checks out")
+    elif bad["status"] == WRONG:
+        lines.append(f"first wrong node: {bad['node']}: its VJP rule gives {_fmt(bad['vjp'])} "
+                     f"for d/d{bad['input']}, finite differences give {_fmt(bad['numeric'])}")
+    else:
+        lines.append(f"first wrong node: {bad['node']}: its SymPy rule gives "
+                     f"{_fmt(bad['symbolic'])} for d/d{bad['input']}, the VJP rule and finite "
+                     f"differences give {_fmt(bad['vjp'])}")
+    return "\n".join(lines)
 
 
 def _plain(value):

@@ -77,7 +77,6 @@ def gradient_report(expression: str, at: dict[str, float], wrt: list[str],
         checks = check_nodes(output, at)
         report["nodes"] = checks.to_json()
         report["wrong_node"] = None if checks.ok else checks.first_wrong.label
-        report["node_table"] = str(checks)
     return report
 
 
@@ -150,12 +149,13 @@ def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool,
     """
     report = gradient_report(expression, parse_points(at), parse_names(wrt), latex=latex,
                              nodes=nodes)
-    table = report.pop("node_table", None)
     if as_json:
         click.echo(json.dumps(report))
     else:
         print_table(report)
-        if table is not None:
+        if nodes:
+            from gradviz.nodecheck import node_table
+
             click.echo("")
-            click.echo(table)
+            click.echo(node_table(report["nodes"]))
     return 0 if report["agree"] and report.get("wrong_node") is None else 1
