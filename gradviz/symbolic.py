@@ -340,13 +340,15 @@ def _within(seconds: float, fn, *args):
         raise _OutOfTime
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
     try:
-        return fn(*args)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
+            return fn(*args)
+        finally:  # a late signal may land here: the outer handler still catches it
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except _OutOfTime:
         return None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 

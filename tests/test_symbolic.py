@@ -177,3 +177,20 @@ def test_substitute_stops_the_translation():
     total = gv.sum(a)  # a tensor op behind the substituted node is never translated
     s = sp.Symbol("s", real=True)
     assert to_sympy(gv.exp(total) * 2, {total: s}) == 2 * sp.exp(s)
+
+
+def test_time_budget_stops_a_runaway_computation_and_restores_the_signal():
+    import signal
+    import time
+
+    from gradviz.symbolic import _within
+
+    def forever():
+        while True:
+            time.sleep(0.001)
+
+    before = signal.getsignal(signal.SIGALRM)
+    assert _within(0.05, forever) is None
+    assert _within(0.05, lambda: 42) == 42
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
