@@ -113,7 +113,15 @@ def _windows(xp: np.ndarray, kh, kw, stride, oh, ow) -> np.ndarray:
 
 
 def _im2col(x: np.ndarray, kh, kw, stride, padding, oh, ow) -> np.ndarray:
-    """The (N*OH*OW, C*KH*KW) matrix whose rows are the flattened input windows."""
+    """(N, C*KH*KW, OH*OW): per sample, one column per output position holding its window.
+    This layout makes the convolution one batched product with no transpose of the output."""
+    win = _windows(_pad(x, padding), kh, kw, stride, oh, ow)
+    n, c = x.shape[:2]
+    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)
+
+
+def _im2rows(x: np.ndarray, kh, kw, stride, padding, oh, ow) -> np.ndarray:
+    """(N*OH*OW, C*KH*KW): one row per output position of every sample, holding its window."""
     win = _windows(_pad(x, padding), kh, kw, stride, oh, ow)
     n, c = x.shape[:2]
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
@@ -123,31 +131,34 @@ def _conv2d_impl(node: Node, x, w):
     n, o, oh, ow = node.shape
     kh, kw = w.shape[2:]
     cols = _im2col(x, kh, kw, node.attrs["stride"], node.attrs["padding"], oh, ow)
-    out = cols @ w.reshape(o, -1).T
-    return np.ascontiguousarray(out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2))
+    return np.matmul(w.reshape(o, -1), cols).reshape(n, o, oh, ow)
 
 
 def _conv2d_transpose_impl(node: Node, g, w):
-    # col2im: each kernel offset (a, b) adds its column block back onto a strided slice of the
-    # padded input; a loop over the KH*KW offsets, never over the batch.
+    # col2im: each kernel offset (a, b) adds its block of columns back onto a strided slice of
+    # the padded input; a loop over the KH*KW offsets, never over the batch.
     n, c, h, wd = node.shape
     o, _, kh, kw = w.shape
     oh, ow = g.shape[2:]
     (sh, sw), (ph, pw) = node.attrs["stride"], node.attrs["padding"]
-    cols = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, o) @ w.reshape(o, -1)
-    blocks = cols.reshape(n, oh, ow, c, kh, kw).transpose(4, 5, 0, 3, 1, 2)
-    out = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=np.result_type(g, w))
+    cols = np.matmul(w.reshape(o, -1).T, g.reshape(n, o, oh * ow)).reshape(n, c, kh, kw, oh, ow)
+    out = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=cols.dtype)
     for a in range(kh):
         for b in range(kw):
-            out[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw] += blocks[a, b]
+            out[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw] += cols[:, :, a, b]
     return out[:, :, ph:ph + h, pw:pw + wd]
 
 
 def _conv2d_weight_grad_impl(node: Node, x, g):
     o, c, kh, kw = node.shape
     n, _, oh, ow = g.shape
-    cols = _im2col(x, kh, kw, node.attrs["stride"], node.attrs["padding"], oh, ow)
-    return (g.transpose(1, 0, 2, 3).reshape(o, n * oh * ow) @ cols).reshape(o, c, kh, kw)
+    args = (kh, kw, node.attrs["stride"], node.attrs["padding"], oh, ow)
+    g3 = g.reshape(n, o, oh * ow)
+    if oh * ow >= 128:  # large maps: per-sample products, then a sum over the batch
+        dw = np.matmul(g3, _im2col(x, *args).transpose(0, 2, 1)).sum(axis=0)
+    else:  # small maps: one product over every sample and position
+        dw = g3.transpose(1, 0, 2).reshape(o, -1) @ _im2rows(x, *args)
+    return dw.reshape(o, c, kh, kw)
 
 
 # With B(x, w, g) = <g, conv2d(x, w)>: conv2d_transpose(g, w) = dB/dx and
