@@ -14,6 +14,8 @@ import click
 # command name -> (module under gradviz.cli, attribute, one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "grad": ("grad", "grad", "Partial derivatives by backprop, finite differences and SymPy."),
+    "draw": ("draw", "draw", "Annotated forward/backward diagram of an expression."),
+    "steps": ("steps", "steps", "Backprop frame by frame, with an HTML page to step through."),
     "check": ("check", "check", "Prove a hand-derived derivative, or refute it with a point."),
     "explain": ("explain", "explain", "The chain rule written out factor by factor, path by path."),
     "train": ("train", "train", "Train a model on a data set (progress, metrics, checkpoints)."),

@@ -1,0 +1,180 @@
+"""`draw`: an annotated forward/backward diagram of a graph, as a `Diagram`."""
+from __future__ import annotations
+
+import html
+from typing import Mapping
+
+from gradviz.errors import GradvizError
+from gradviz.ir import Graph, Node
+from gradviz.render import backend
+from gradviz.render.dot import FAMILIES, MUTED, Marks, Namer, _font, _table, build, fmt, \
+    gate_label, node_id
+
+VIEWS = ("both", "forward", "gradients", "backward-graph")
+
+
+class Diagram:
+    """A drawn graph: `.dot` (DOT source), `.digraph` (a `graphviz.Digraph`),
+    `.render(path)`, and inline display in Jupyter."""
+
+    def __init__(self, digraph):
+        self.digraph = digraph
+
+    @property
+    def dot(self) -> str:
+        return self.digraph.source
+
+    def to_bytes(self, fmt: str = "svg") -> bytes:
+        """The picture in `fmt` (svg, png, pdf, dot)."""
+        return backend.render(self.dot, fmt)
+
+    def render(self, path: str, fmt: str | None = None) -> str:
+        """Write the picture to `path` (format from `fmt` or the suffix); returns the path."""
+        from gradviz.cli.common import write_atomic
+
+        data = self.to_bytes(backend.format_for(path, fmt))
+        write_atomic(path, data)
+        return path
+
+    def _repr_svg_(self) -> str:
+        return self.to_bytes("svg").decode()
+
+    def __repr__(self) -> str:
+        return f"<Diagram: {self.dot.count('->')} edges>"
+
+
+def local_marks(graph: Graph, values: dict, formulas: bool) -> tuple[dict, dict]:
+    """Local derivative d user / d operand on every edge of the scalar nodes: numbers (and
+    formula text when asked)."""
+    from gradviz.autodiff import local_derivatives
+    from gradviz.interpret import evaluate
+
+    numbers, texts = {}, {}
+    locals_: dict[tuple[Node, int], Node] = {}
+    for node in graph.nodes:
+        if node.is_leaf or node.shape != ():
+            continue
+        for i, d in enumerate(local_derivatives(node)):
+            if d is not None:
+                locals_[(node, i)] = d
+    if not locals_:
+        return numbers, texts
+    known = {n: v for n, v in values.items()}
+    evaluated = evaluate(list(locals_.values()), values=known) if values else {}
+    for key, d in locals_.items():
+        if values:
+            numbers[key] = evaluated[d]
+        if formulas:
+            texts[key] = str(d)
+    return numbers, texts
+
+
+def check_marks(output: Node, env: Mapping) -> dict[Node, str]:
+    """Nodes whose derivatives do not check out ("wrong") or sit on a kink ("kink"): each
+    node's local derivative alone (VJP rule vs finite differences vs SymPy), and each variable's
+    gradient (backprop vs finite differences)."""
+    from gradviz.autodiff import backprop
+    from gradviz.nodecheck import check_nodes
+    from gradviz.numeric import KINK, agrees, numeric_grad
+
+    marks: dict[Node, str] = {}
+    for row in check_nodes(output, env).rows:
+        if row.status in ("wrong", "sympy wrong"):
+            marks[row.node] = "wrong"
+        elif row.status == KINK and marks.get(row.node) != "wrong":
+            marks[row.node] = "kink"
+    result = backprop(output, env)
+    for var, fd in numeric_grad(output, env).items():
+        verdict = agrees(result.grad(var), fd)
+        if verdict is False:
+            marks[var] = "wrong"
+        elif verdict is None:
+            marks.setdefault(var, "kink")
+    return marks
+
+
+def draw(output: Node, env: Mapping | None = None, *, view: str = "both",
+         formulas: bool = False, check: bool = False, expand: bool = False,
+         clusters: bool = True, collapse: bool = False, title: str | None = None,
+         output_name: str = "f") -> Diagram:
+    """Draw `output`'s graph. With `env` (values for every variable) the picture carries
+    forward values (green), gradients (red) and local derivatives (blue) as `view` asks:
+    "both", "forward", "gradients", or "backward-graph" (the nodes autodiff built).
+    `formulas` writes each edge's local derivative as a formula; `check` marks nodes whose
+    derivatives disagree (red) or sit on a kink (amber); `expand` draws sigmoid as its gates;
+    `clusters`/`collapse` group (or fold) layers of a network by parameter names."""
+    from gradviz.autodiff import backprop
+
+    if view not in VIEWS:
+        raise GradvizError(f"unknown view {view!r} (choose from {', '.join(VIEWS)})")
+    if expand:
+        from gradviz.render.expand import expand_composites
+
+        output = expand_composites(output)
+    graph = Graph(output)
+    marks = Marks(output_name=output_name)
+    if env is None:
+        if check or view == "backward-graph":
+            raise GradvizError("this view needs values for the variables (--at)")
+        return Diagram(build(graph, marks, clusters=clusters, collapse=collapse, title=title))
+    result = backprop(output, env)
+    if view == "backward-graph":
+        return Diagram(_backward_graph(output, env, result, title))
+    if view in ("both", "forward"):
+        marks.values = result.values
+    if view in ("both", "gradients"):
+        marks.grads = result.grads
+        marks.edges = result.edge_grads
+        marks.local, marks.formulas = local_marks(graph, result.values, formulas)
+    elif formulas:
+        marks.formulas = local_marks(graph, {}, True)[1]
+    if check:
+        marks.checks = check_marks(output, env)
+    return Diagram(build(graph, marks, clusters=clusters, collapse=collapse, title=title))
+
+
+def _backward_graph(output: Node, env: Mapping, result, title: str | None):
+    """The forward nodes (grey) and the nodes autodiff built (orange), each with its value;
+    a dotted edge from each variable's gradient node to the variable."""
+    import graphviz
+
+    from gradviz.interpret import evaluate
+
+    adj = result.adjoints
+    forward = set(result.graph.nodes)
+    targets = list(adj.of.values())
+    everything = Graph([output, *targets])
+    values = evaluate(targets, env, values=result.values)
+    dot = graphviz.Digraph("gradviz", graph_attr={"rankdir": "LR", "fontname": "Helvetica",
+                                                  "bgcolor": "white", "labelloc": "b"},
+                           node_attr={"fontname": "Helvetica", "fontsize": "11"},
+                           edge_attr={"color": "#57606a"})
+    dot.attr(label=title or "backward graph: orange nodes compute the gradients", fontsize="12")
+    namer = Namer(everything)
+    for node in everything.nodes:
+        family = "gradient" if node not in forward and not node.is_leaf else \
+            ("const" if node.op == "const" else
+             node.op if node.is_leaf else "shape")
+        attrs = dict(FAMILIES[family])
+        if node in forward and not node.is_leaf:
+            attrs.update(fillcolor="#f6f8fa", color=MUTED, fontcolor=MUTED)
+        if node.op in ("var", "param"):
+            head = f"<B>{html.escape(node.name)}</B>"
+        elif node.op == "const":
+            head = f"<B>{html.escape(fmt(node.attrs['value']) if node.shape == () else 'const')}</B>"
+        else:
+            head = f"<B>{html.escape(gate_label(node) if node.shape == () else node.op)}</B>"
+        rows = [head]
+        if node in values and node.op != "const":
+            rows.append(_font("= " + fmt(values[node]), "#1a7f37" if node in forward else "#bc4c00"))
+        dot.node(node_id(everything, node), _table(rows), **attrs)
+    for node in everything.nodes:
+        for s in node.src:
+            dot.edge(node_id(everything, s), node_id(everything, node))
+    for var in result.graph.variables():
+        g = adj.of.get(var)
+        if g is not None:
+            dot.edge(node_id(everything, g), node_id(everything, var), style="dotted",
+                     color="#bc4c00", constraint="false",
+                     label=f"d{namer(output)}/d{var.name}", fontcolor="#bc4c00", fontsize="10")
+    return dot

@@ -1,0 +1,136 @@
+"""Step-by-step backprop: one frame per node, in reverse topological order.
+
+Frame 0 shows the forward values. Each later frame takes one node whose gradient is complete,
+multiplies it by the local derivative of each operand edge, and adds the product to the
+operand's running sum: the node is highlighted, the contributions are written on the edges, the
+step's chain-rule equations are the caption, and gradients that are complete are kept.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from gradviz.errors import GradvizError
+from gradviz.ir import Graph, Node
+from gradviz.render import backend
+from gradviz.render.dot import Marks, Namer, build, fmt
+from gradviz.render.html import stepper_page
+
+FRAME_FORMATS = ("svg", "png")
+
+
+@dataclass
+class Frame:
+    """One picture of the backward pass: its marks and its caption lines."""
+
+    marks: Marks
+    lines: list[str]
+
+
+def backprop_frames(output: Node, env: Mapping, output_name: str = "f") -> tuple[Graph, list[Frame]]:
+    """The frames of backprop through `output`'s graph at the point `env`."""
+    from gradviz.autodiff import backprop
+    from gradviz.render.diagram import local_marks
+
+    if output.shape != ():
+        raise GradvizError("step-by-step frames are drawn for scalar outputs")
+    result = backprop(output, env)
+    graph = result.graph
+    namer = Namer(graph, output_name)
+    local, _ = local_marks(graph, result.values, False)
+    edges = result.edge_grads
+    remaining: dict[Node, int] = {}
+    for (user, i) in edges:
+        operand = user.src[i]
+        remaining[operand] = remaining.get(operand, 0) + 1
+
+    f = _d(namer(output))
+    frames = [Frame(Marks(values=result.values, output_name=output_name),
+                    ["forward pass: every node's value"])]
+    running: dict[Node, float] = {output: 1.0} if output in result.grads else {}
+    final: set[Node] = set(running)
+    shown_edges: dict = {}
+    shown_local: dict = {}
+    frames.append(Frame(_marks(result, running, final, shown_edges, shown_local, output, output_name),
+                        [f"d{f}/d{f} = 1: the backward pass starts at the output"]))
+    for node in reversed(graph.nodes):
+        keys = [(node, i) for i in range(len(node.src)) if (node, i) in edges]
+        if not keys:
+            continue
+        g = running[node]
+        lines = []
+        for key in keys:
+            operand = node.src[key[1]]
+            contribution = edges[key]
+            running[operand] = running.get(operand, 0.0) + contribution
+            remaining[operand] -= 1
+            if remaining[operand] == 0:
+                final.add(operand)
+            shown_edges[key] = contribution
+            if key in local:
+                shown_local[key] = local[key]
+            a, n = _d(namer(operand)), _d(namer(node))
+            lines.append(f"d{f}/d{a} += d{f}/d{n} * d{n}/d{a} = {fmt(g)} * "
+                         f"{fmt(local.get(key, float('nan')))} = {fmt(contribution)}")
+        frames.append(Frame(_marks(result, running, final, shown_edges, shown_local, node,
+                                   output_name), lines))
+    grads = ", ".join(f"d{f}/d{v.name} = {fmt(result.grad(v))}" for v in graph.variables())
+    frames.append(Frame(_marks(result, running, final, shown_edges, shown_local, None, output_name),
+                        [f"done: {grads}"]))
+    return graph, frames
+
+
+def _d(name: str) -> str:
+    """A name as it follows a `d`: `x`, but `(x * y)`."""
+    return name if name.replace("_", "").isalnum() else f"({name})"
+
+
+def _marks(result, running, final, edges, local, highlight, output_name) -> Marks:
+    return Marks(values=result.values, grads=dict(running), final=set(final), edges=dict(edges),
+                 local=dict(local), highlight=highlight, output_name=output_name)
+
+
+def steps(output: Node, env: Mapping, out_dir: str | os.PathLike, fmt: str = "svg",
+          output_name: str = "f", title: str | None = None) -> list[str]:
+    """Write `out_dir/step-000.svg`, ... and `out_dir/index.html` (self-contained: the frames
+    inline, arrow keys and buttons to step). Returns the paths written."""
+    from gradviz.cli.common import write_atomic
+
+    if fmt not in FRAME_FORMATS:
+        raise GradvizError(f"frames can be {' or '.join(FRAME_FORMATS)}, not {fmt!r}")
+    graph, frames = backprop_frames(output, env, output_name)
+    rendered = []
+    for k, frame in enumerate(frames):
+        frame.marks.caption = f"step {k} of {len(frames) - 1}: " + "\n".join(frame.lines)
+        rendered.append(backend.render(build(graph, frame.marks, title=title).source, fmt))
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GradvizError(f"{out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for k, data in enumerate(rendered):
+        path = out / f"step-{k:03d}.{fmt}"
+        write_atomic(str(path), data)
+        written.append(str(path))
+    for stale in out.glob(f"step-*.{fmt}"):
+        match = re.fullmatch(r"step-(\d+)\." + fmt, stale.name)
+        if match and int(match.group(1)) >= len(rendered):
+            stale.unlink()
+    embedded = [_embed(data, fmt) for data in rendered]
+    page = stepper_page(title or "backprop, step by step", embedded,
+                        [frame.lines for frame in frames])
+    index = out / "index.html"
+    write_atomic(str(index), page)
+    written.append(str(index))
+    return written
+
+
+def _embed(data: bytes, fmt: str) -> str:
+    if fmt == "svg":
+        text = data.decode()
+        return text[text.find("<svg"):]
+    return f'<img alt="frame" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
