@@ -112,6 +112,9 @@ def test_devices_without_the_compiler_are_clear_errors(monkeypatch):
     assert resolve_device("numpy") == "numpy"
     with pytest.raises(GradvizError, match="unknown device"):
         resolve_device("tpu")
+    monkeypatch.setattr("gradviz.nn.step._may_have_gpu", lambda: False)
+    assert resolve_device("auto") == "numpy"  # the compiled CPU step is asked for by name
+    assert resolve_device("cpu") == "cpu"
     monkeypatch.setitem(sys.modules, "gradviz.compiler", None)  # as if it were not installed
     assert resolve_device("auto") == "numpy"
     with pytest.raises(GradvizError, match="--device cpu needs the Numba compiler"):

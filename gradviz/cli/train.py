@@ -131,7 +131,8 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
 @click.option("--lr-decay", metavar="SCHEDULE",
               help="Learning-rate schedule: step:EVERY:FACTOR or exp:FACTOR (per epoch).")
 @click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True,
-              help="numpy (reference interpreter), cpu / cuda (Numba), or auto.")
+              help="numpy (reference interpreter), cpu / cuda (compiled with Numba), or auto "
+                   "(cuda when there is a GPU, else numpy).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initialization, shuffling and dropout.")
 @click.option("--checkpoint", metavar="DIR", help="Save a checkpoint into DIR after every epoch.")
