@@ -14,6 +14,7 @@ import click
 # command name -> (module under gradviz.cli, attribute, one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "grad": ("grad", "grad", "Partial derivatives by backprop, finite differences and SymPy."),
+    "demo": ("demo", "demo", "The lecture examples end to end (pictures in gradviz-demo/)."),
     "draw": ("draw", "draw", "Annotated forward/backward diagram of an expression."),
     "steps": ("steps", "steps", "Backprop frame by frame, with an HTML page to step through."),
     "check": ("check", "check", "Prove a hand-derived derivative, or refute it with a point."),

@@ -1,0 +1,17 @@
+"""`gradviz demo`: every lecture step ends as expected and the pictures are written."""
+from click.testing import CliRunner
+
+from gradviz.cli import cli
+
+
+def test_demo_quick(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--quick", "-o", str(out)])
+    assert result.exit_code == 0, result.output[-2000:]
+    assert "demo done" in result.output
+    for text in ("f = -12", "-0.1966", "verified", "refuted", "[3, 0.2]",
+                 "2.6x1 + 3.5x2 - 10.1 = 0", "61,706", "test accuracy 100.00%"):
+        assert text in result.output, text
+    for name in ("circuit-xyz.svg", "circuit-neuron.svg", "backprop-steps/index.html",
+                 "xor-regions.png"):
+        assert (out / name).stat().st_size > 0, name
