@@ -211,7 +211,7 @@ def resolve_device(device: str) -> str:
     """The device a `--device` value names. `auto` is cuda when the compiler and a GPU are
     there, numpy otherwise: on a CPU the interpreter's NumPy calls already run BLAS, and the
     compiled CPU step (tens of seconds to compile cold) was faster only for small layers when
-    measured (20x at 64-32-10, 15x slower at 64-256-128-10), so it is asked for by name."""
+    measured (20x faster at 64-32-10, 10x slower at 64-256-128-10), so it is asked for by name."""
     if device not in DEVICES:
         raise GradvizError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
     if device != "auto":
