@@ -10,7 +10,8 @@ import click
 @click.option("--model", "model", required=True, help="A model name (mlp, lenet, cnn, ...).")
 @click.option("--batch", type=int, default=128, show_default=True)
 @click.option("--steps", type=int, default=50, show_default=True, help="Steps per timed run.")
-@click.option("--device", type=click.Choice(["numpy", "cpu"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["numpy", "cpu", "cuda"]), default="cpu",
+              show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="BLAS (and Numba) threads; 1 is fastest on a busy 2-core machine.")
 @click.option("--repeats", type=int, default=5, show_default=True,

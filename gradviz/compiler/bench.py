@@ -30,7 +30,7 @@ def step_feeds(step, model, seed: int = 0) -> dict:
 
 def measure(model: str, batch: int, steps: int, device: str, *, input_shape=None,
             n_classes: int = 10, threads: int | None = 1, repeats: int = 5) -> dict:
-    """Median time of one training step of `model` at `batch` on `device` ("numpy" or "cpu"),
+    """Median time of one training step of `model` at `batch` on `device` (numpy, cpu, cuda),
     over `repeats` runs of `steps` steps each (after one warm-up step). Returns the
     `bench --json` object: model, device, batch, samples_per_sec, step_ms, compile_s."""
     from gradviz.nn.models import build_model
@@ -39,8 +39,8 @@ def measure(model: str, batch: int, steps: int, device: str, *, input_shape=None
 
     if batch < 1 or steps < 1 or repeats < 1:
         raise GradvizError("--batch, --steps and repeats must be at least 1")
-    if device not in ("numpy", "cpu"):
-        raise GradvizError(f"bench runs on numpy or cpu, not {device!r}")
+    if device not in ("numpy", "cpu", "cuda"):
+        raise GradvizError(f"bench runs on numpy, cpu or cuda, not {device!r}")
     net = build_model(model, input_shape, n_classes)
     shape = net.input_shape or tuple(input_shape or (1, 28, 28))
     step = build_train_step(net, batch, shape, optimizer=SGD())
@@ -53,6 +53,10 @@ def measure(model: str, batch: int, steps: int, device: str, *, input_shape=None
         from gradviz.compiler import compile as compile_graph
 
         runner = compile_graph(step, threads=threads)
+    elif device == "cuda":
+        from gradviz.compiler import compile as compile_graph
+
+        runner = compile_graph(step, device="cuda")
     else:
         runner = make_runner(step, "numpy")
     compile_s = time.perf_counter() - started
@@ -63,7 +67,7 @@ def measure(model: str, batch: int, steps: int, device: str, *, input_shape=None
         start = time.perf_counter()
         for _ in range(steps):
             out = runner(feeds)
-            if device == "numpy":   # the interpreter returns the new parameters
+            if device != "cpu":   # new parameters are returned (on the GPU: as device arrays)
                 first = len(out) - len(step.new_params) - len(step.new_state)
                 feeds.update(zip(step.params, out[first:]))
         times.append((time.perf_counter() - start) / steps)

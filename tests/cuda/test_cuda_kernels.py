@@ -159,23 +159,32 @@ def test_updates_happen_in_place_on_the_device_and_outputs_stay_there():
     np.testing.assert_allclose(np.asarray(dev_w), host, rtol=1e-5)
 
 
-def test_a_literal_late_update_fills_the_leaf():
-    w = gv.param("w", (3,), "float32")
-    f = compile_cuda([gv.sum(w)], updates={w: gv.broadcast_to(gv.const(0.5, "float32"), (3,))})
-    total, = f({"w": np.ones(3, np.float32)})
-    assert float(total) == 3.0
+def test_updates_that_cannot_happen_in_place_are_copied_or_filled_after_the_kernels():
+    w, v = gv.param("w", (), "float32"), gv.param("v", (3,), "float32")
+    half = gv.const(0.5, "float32")
+    spread = gv.broadcast_to(half, (3,))
+    f = compile_cuda([gv.sum(v) * w, half, spread], updates={w: half, v: spread})
+    assert "fill_[" in f.source and ".copy_to_device(" in f.source
+    total, new_w, new_v = f({"w": 2.0, "v": np.ones(3, np.float32)})
+    assert float(total) == 6.0
+    assert np.asarray(new_w).shape == () and float(np.asarray(new_w)) == 0.5
+    np.testing.assert_array_equal(np.asarray(new_v), [0.5, 0.5, 0.5])
+    total, _, _ = f({"w": new_w, "v": new_v})
+    assert float(total) == 0.75
 
 
 @pytest.mark.skipif(not simulator_enabled(), reason="checks the error shown without a GPU")
-def test_without_a_gpu_device_cuda_is_one_line_and_exit_2():
+@pytest.mark.parametrize("command", [
+    ["train", "--model", "mlp", "--data", "xor", "--epochs", "1"],
+    ["bench", "--model", "mlp", "--steps", "1"]], ids=["train", "bench"])
+def test_without_a_gpu_device_cuda_is_one_line_and_exit_2(command):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     probe = subprocess.run([sys.executable, "-c", "from numba import cuda; "
                             "print(cuda.is_available())"], env=env, capture_output=True, text=True)
     if probe.stdout.strip() != "False":
         pytest.skip("this machine has a GPU")
-    done = subprocess.run([sys.executable, "-m", "gradviz", "train", "--model", "mlp", "--data",
-                           "xor", "--device", "cuda", "--epochs", "1"], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "gradviz", *command, "--device", "cuda"],
+                          env=env, capture_output=True, text=True)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gradviz: error: --device cuda: no usable CUDA")
