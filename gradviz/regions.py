@@ -7,7 +7,8 @@ drawn under the data (the slides' "non-linear regions", convnetjs's classify2d d
 The grid covers the data in its raw units; each grid point goes through the data set's
 normalizer and one forward pass of the model (the evaluation graph, run by the NumPy
 interpreter), and gets the class with the largest logit (logit > 0 for one logit).
-`FrameWriter` draws one such picture per epoch and an HTML page to step through them.
+`FrameWriter` draws one such picture per epoch and an HTML page to step through them (the
+stepper page of `gradviz.render.html`).
 """
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def _write(path: str, data: bytes | str) -> None:
 
 class FrameWriter:
     """One picture of the regions per epoch (`DIR/epoch-NNN.png`) and `DIR/index.html`, a page
-    that steps through them (buttons, slider, arrow keys, play)."""
+    that steps through them (buttons and arrow keys)."""
 
     def __init__(self, regions: DecisionRegions, directory: str, title: str = ""):
         if os.path.exists(directory) and not os.path.isdir(directory):
@@ -164,65 +165,10 @@ class FrameWriter:
         self.write_index()
 
     def write_index(self) -> None:
-        """(Re)write index.html for the frames drawn so far."""
-        _write(os.path.join(self.directory, "index.html"), stepper_html(self.frames, self.title))
+        """(Re)write index.html for the frames drawn so far (the diagrams' stepper page)."""
+        from gradviz.render.html import stepper_page
 
-
-def stepper_html(frames: list[tuple[str, str]], title: str) -> str:
-    """A self-contained page stepping through images: [(file name, caption), ...]."""
-    items = ",\n".join(f"  [{_js(name)}, {_js(caption)}]" for name, caption in frames)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; }}
-#controls {{ margin: .6em 0; display: flex; gap: .5em; align-items: center; }}
-#frame {{ max-width: 100%; border: 1px solid #ccc; }}
-</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<div id="controls">
-<button id="first">&#x23EE;</button><button id="prev">&#x25C0;</button>
-<button id="play">play</button><button id="next">&#x25B6;</button><button id="last">&#x23ED;</button>
-<input id="slider" type="range" min="0" max="{max(len(frames) - 1, 0)}" value="0">
-<span id="caption"></span>
-</div>
-<img id="frame" alt="decision regions">
-<script>
-const frames = [
-{items}
-];
-let i = 0, timer = null;
-const img = document.getElementById("frame"), slider = document.getElementById("slider"),
-      caption = document.getElementById("caption"), play = document.getElementById("play");
-function show(k) {{
-  if (!frames.length) return;
-  i = Math.max(0, Math.min(frames.length - 1, k));
-  img.src = frames[i][0]; caption.textContent = frames[i][1]; slider.value = i;
-}}
-function toggle() {{
-  if (timer) {{ clearInterval(timer); timer = null; play.textContent = "play"; return; }}
-  if (i === frames.length - 1) show(0);
-  play.textContent = "pause";
-  timer = setInterval(() => {{ if (i === frames.length - 1) toggle(); else show(i + 1); }}, 300);
-}}
-document.getElementById("first").onclick = () => show(0);
-document.getElementById("prev").onclick = () => show(i - 1);
-document.getElementById("next").onclick = () => show(i + 1);
-document.getElementById("last").onclick = () => show(frames.length - 1);
-play.onclick = toggle;
-slider.oninput = () => show(Number(slider.value));
-document.addEventListener("keydown", e => {{
-  if (e.key === "ArrowLeft") show(i - 1);
-  if (e.key === "ArrowRight") show(i + 1);
-  if (e.key === " ") {{ e.preventDefault(); toggle(); }}
-}});
-show(frames.length - 1);
-</script>
-</body></html>
-"""
-
-
-def _js(text: str) -> str:
-    import json
-
-    return json.dumps(text).replace("</", "<\\/")
+        pictures = [f'<img src="{html.escape(name)}" alt="{html.escape(caption)}">'
+                    for name, caption in self.frames]
+        page = stepper_page(self.title, pictures, [[caption] for _, caption in self.frames])
+        _write(os.path.join(self.directory, "index.html"), page)
