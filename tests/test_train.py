@@ -457,3 +457,21 @@ def test_cli_device_without_compiler_and_plot(tmp_path, monkeypatch):
     assert "test accuracy" in result.output and "epoch 3/3" in result.output
     assert "device numpy" in result.output
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_regression_on_a_csv_file(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = X @ np.array([1.5, -2.0, 0.5]) + 0.1 * rng.normal(size=120)
+    table = tmp_path / "table.csv"
+    table.write_text("a,b,c,y\n" + "".join(f"{r[0]},{r[1]},{r[2]},{t}\n" for r, t in zip(X, y)))
+    run = tmp_path / "run"
+    result = _cli("train", "-m", "mlp", "-d", table, "--target", "y", "--hidden", 8,
+                  "--epochs", 15, "--lr", 0.01, "--device", "numpy", "--checkpoint", run,
+                  "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert lines[-1]["test_accuracy"] is None and lines[-1]["val_accuracy"] is None
+    assert lines[-1]["train_loss"] < 0.2 * lines[0]["train_loss"]  # MSE, going down
+    report = json.loads(_cli("evaluate", "--checkpoint", run, "--json").output)
+    assert report["accuracy"] is None and "confusion" not in report and report["loss"] > 0
