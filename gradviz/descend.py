@@ -180,7 +180,7 @@ def descend(expression: str | Node, start: Mapping[str, float], *, optimizer: st
             _stop_unbounded(run, first_f, f1, k)
             return run
         if abs(f1 - f0) < eps:
-            if first_g > 0 and _norm(g1) > 0.5 * first_g:
+            if _jumped_across(g0, g1, first_g):
                 # f(w1) == f(w0) on both sides of a valley: the rule fires while jumping across
                 run.status = "oscillating"
                 run.message = (f"stopped after {k} iteration{'s' * (k != 1)} because |Δf| < eps, "
@@ -210,6 +210,13 @@ def _stop_unbounded(run: Descent, first_f: float, f1: float, k: int) -> None:
         run.status = "unbounded"
         run.message = (f"f decreases without bound (from {first_f:.6g} to {f1:.3g} in {k} "
                        "iterations): the expression has no minimum along this path")
+
+
+def _jumped_across(g0: dict[str, float], g1: dict[str, float], first: float) -> bool:
+    """The step reversed the gradient (it crossed the valley floor) and landed about as steep
+    as it left, and as steep as the start: not the end of a descent."""
+    reversed_ = sum(g0[n] * g1[n] for n in g0) < 0
+    return reversed_ and _norm(g1) > 0.5 * max(_norm(g0), first) > 0
 
 
 def _norm(g: dict[str, float]) -> float:

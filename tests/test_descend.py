@@ -79,6 +79,17 @@ def test_rate_one_jumps_between_plus_and_minus_one_and_is_not_called_converged()
     assert "overshooting" in result.message
 
 
+def test_a_flat_bowl_converges_by_the_rule_and_is_not_called_oscillating():
+    # the gradient hardly changes, but it never reverses: nothing jumped across a valley
+    result = descend("1e-8*w**2", {"w": 1.0}, lr=0.1)
+    assert result.status == "converged" and len(result.steps) == 1
+
+
+def test_momentum_circling_into_the_minimum_converges():
+    result = descend("x**2 + 10*y**2", {"x": -4.0, "y": 1.0}, optimizer="momentum", lr=0.02)
+    assert result.status == "converged"
+
+
 def test_overflow_to_inf_is_divergence_not_an_error():
     result = descend("exp(w**2)", {"w": 3.0}, lr=1.0, max_iter=100)
     assert result.status == "diverged"
