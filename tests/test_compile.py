@@ -145,5 +145,10 @@ def test_kernels_fuse_elementwise_runs_and_fold_broadcasts():
     out = gv.relu(gv.tanh(x + b) * 2.0 - 1.0)
     kinds = [k.kind for k in cpu_schedule([out]).kernels]
     assert kinds == ["elementwise"]            # broadcast folded into the index, one loop
-    h = gv.sum(gv.exp(x @ gv.var("w", (4, 4)) + b))
-    assert [k.kind for k in cpu_schedule([h]).kernels] == ["matmul", "elementwise", "sum"]
+    h = gv.sum(gv.exp(x @ gv.var("w", (4, 4)) + b), axis=0)
+    matmul, loop = cpu_schedule([h]).kernels
+    assert matmul.kind == "matmul" and loop.kind == "elementwise"
+    assert loop.reductions == {h}              # the sum accumulates inside the exp loop
+    # a value that needs the finished sum runs in a later kernel
+    kernels = cpu_schedule([gv.exp(x) / gv.sum(gv.exp(x), axis=1, keepdims=True)]).kernels
+    assert [k.kind for k in kernels] == ["elementwise", "elementwise"]

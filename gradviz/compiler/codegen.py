@@ -45,9 +45,35 @@ scalar_code: dict[str, str] = {
     "minimum": "({0} if {0} <= {1} else {1})",
 }
 
-# Helpers the templates call. np.tanh inside njit is a scalar libm call (about 5x slower than
-# this exp form); the sigmoid and softplus forms never overflow.
-HELPERS = '''
+# Helpers the templates call, per dtype. They must vectorize: np.tanh inside njit is a scalar
+# libm call (about 5x slower than NumPy's), and so is exp. float32 tanh is Eigen's (and so
+# PyTorch's) clamped rational approximation, within 4e-7 of tanh: pure arithmetic, so loops over
+# it vectorize; float32 sigmoid is 1/2 + tanh(x/2)/2 (absolute error ~1e-7, fine next to float32
+# rounding). float64 keeps the exp forms, which never overflow.
+HELPERS = {
+    "float32": '''
+@{jit}
+def tanh_(x):
+    y = x if x < F(7.90531110763549805) else F(7.90531110763549805)
+    y = y if y > F(-7.90531110763549805) else F(-7.90531110763549805)
+    y2 = y * y
+    p = y2 * F(-2.76076847742355e-16) + F(2.00018790482477e-13)
+    p = p * y2 + F(-8.60467152213735e-11)
+    p = p * y2 + F(5.12229709037114e-08)
+    p = p * y2 + F(1.48572235717979e-05)
+    p = p * y2 + F(6.37261928875436e-04)
+    p = p * y2 + F(4.89352455891786e-03)
+    q = y2 * F(1.19825839466702e-06) + F(1.18534705686654e-04)
+    q = q * y2 + F(2.26843463243900e-03)
+    q = q * y2 + F(4.89352518554385e-03)
+    return y * p / q
+
+
+@{jit}
+def sigmoid_(x):
+    return F(0.5) + F(0.5) * tanh_(F(0.5) * x)
+''',
+    "float64": '''
 @{jit}
 def tanh_(x):
     e = exp(F(-2.0) * abs(x))
@@ -59,12 +85,19 @@ def tanh_(x):
 def sigmoid_(x):
     e = exp(-abs(x))
     return F(1.0) / (F(1.0) + e) if x >= F(0.0) else e / (F(1.0) + e)
-
+''',
+}
+SOFTPLUS = '''
 
 @{jit}
 def softplus_(x):
     return (x if x > F(0.0) else F(0.0)) + log1p(exp(-abs(x)))
 '''
+
+
+def helpers(dtype: str, jit: str) -> str:
+    """The helper functions for `dtype`, decorated with `jit`."""
+    return (HELPERS[dtype] + SOFTPLUS).format(jit=jit)
 
 
 def lit(value: float) -> str:
@@ -161,6 +194,24 @@ def _reduce(combine: str, init: str):
     return emit
 
 
+def collapse(shape, stride_lists):
+    """Merge neighbouring axes that every stride list walks as one (and drop length-1 axes), so
+    loops are fewer and longer: (64, 6, 28, 28) with a per-channel bias becomes (64, 6, 784)."""
+    dims = [d for d in range(len(shape)) if shape[d] != 1]
+    out_shape = [shape[d] for d in dims[:1]]
+    out = [[s[d] for d in dims[:1]] for s in stride_lists]
+    for prev, d in zip(dims, dims[1:]):
+        if all(s[prev] == s[d] * shape[d] for s in stride_lists):
+            out_shape[-1] *= shape[d]
+            for merged, s in zip(out, stride_lists):
+                merged[-1] = s[d]
+        else:
+            out_shape.append(shape[d])
+            for merged, s in zip(out, stride_lists):
+                merged.append(s[d])
+    return out_shape, out
+
+
 def _strides(shape) -> list[int]:
     strides, step = [], 1
     for d in reversed(shape):
@@ -178,32 +229,44 @@ def _conv_dims(x_shape, w_shape, attrs, out_hw):
                 P=oh * ow, K=c * kh * kw)
 
 
-# im2col of sample `s` of x into `cols` (K rows, P columns); out-of-image taps read 0.
+# im2col of sample `s` of x into `cols` (K rows, P columns); taps outside the image read 0. The
+# columns j whose tap lands inside the image, [jlo, jhi), are a plain strided copy, so the inner
+# loop has no bounds test and vectorizes.
 _IM2COL = """for c in range({C}):
     for a in range({KH}):
         for b in range({KW}):
             row = ((c * {KH} + a) * {KW} + b) * {P}
+            jlo = max(0, ({PW} - b + {SW} - 1) // {SW})
+            jhi = max(jlo, min({OW}, ({W} - 1 + {PW} - b) // {SW} + 1))
             for i in range({OH}):
                 y = i * {SH} - {PH} + a
-                for j in range({OW}):
-                    xx = j * {SW} - {PW} + b
-                    if 0 <= y < {H} and 0 <= xx < {W}:
-                        cols[row + i * {OW} + j] = x[((s * {C} + c) * {H} + y) * {W} + xx]
-                    else:
-                        cols[row + i * {OW} + j] = 0"""
+                r = row + i * {OW}
+                if 0 <= y < {H}:
+                    src = ((s * {C} + c) * {H} + y) * {W} - {PW} + b
+                    for j in range(jlo):
+                        cols[r + j] = 0
+                    for j in range(jlo, jhi):
+                        cols[r + j] = x[src + j * {SW}]
+                    for j in range(jhi, {OW}):
+                        cols[r + j] = 0
+                else:
+                    for j in range({OW}):
+                        cols[r + j] = 0"""
 
 # col2im: add the columns of sample `s` back onto the image they were read from.
 _COL2IM = """for c in range({C}):
     for a in range({KH}):
         for b in range({KW}):
             row = ((c * {KH} + a) * {KW} + b) * {P}
+            jlo = max(0, ({PW} - b + {SW} - 1) // {SW})
+            jhi = max(jlo, min({OW}, ({W} - 1 + {PW} - b) // {SW} + 1))
             for i in range({OH}):
                 y = i * {SH} - {PH} + a
                 if 0 <= y < {H}:
-                    for j in range({OW}):
-                        xx = j * {SW} - {PW} + b
-                        if 0 <= xx < {W}:
-                            dx[((s * {C} + c) * {H} + y) * {W} + xx] += cols[row + i * {OW} + j]"""
+                    r = row + i * {OW}
+                    dst = ((s * {C} + c) * {H} + y) * {W} - {PW} + b
+                    for j in range(jlo, jhi):
+                        dx[dst + j * {SW}] += cols[r + j]"""
 
 
 def _indent(block: str, pad: str) -> list[str]:
@@ -353,6 +416,7 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
             params.append(name)
 
     plans = []
+    reductions = []   # (node, operand expression), accumulated after the expressions
     for node in k.nodes:
         args = []
         for a in sched.reads(node):
@@ -367,10 +431,15 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
                     param(name_of(a.base))
                     strided = strided or not (a.contiguous or a.uniform)
                 args.append(loads[key])
+        if node in k.reductions:
+            reductions.append((node, args[0]))
+            strided = strided or len(node.attrs["axes"]) < len(k.shape)
+            continue
         temps[node] = f"t{sched.ids[node]}"
         plans.append((node, args))
     for node in k.stores:
         param(name_of(node))
+    parallel = parallel and not reductions   # accumulating into one output would race
 
     accesses = {key: a for node in k.nodes for a in sched.reads(node)
                 for key in [(a.base, a.strides)] if key in loads}
@@ -380,13 +449,27 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
         if accesses[key].uniform and not points:
             body.append(f"{tmp} = {name_of(key[0])}[0]")
     rng = "prange" if parallel else "range"
+    partial = [(node, x) for node, x in reductions if len(node.attrs["axes"]) < len(k.shape)]
+    totals = [(node, x) for node, x in reductions if len(node.attrs["axes"]) == len(k.shape)]
+    for node, _ in partial:
+        body.append(f"{name_of(node)}[:] = {_REDUCE_INIT[node.op]}")
+    for node, _ in totals:
+        body.append(f"acc{sched.ids[node]} = {_REDUCE_INIT[node.op]}")
+    strides = {}
+    out_strides = {}
     if strided and size is None:
-        loops = [f"i{d}" for d in range(len(k.shape))]
+        keys = [key for key in loads if not accesses[key].uniform]
+        lists = [_strides(k.shape)] + [list(key[1]) for key in keys]
+        lists += [_reduced_strides(k.shape, node.attrs["axes"]) for node, _ in partial]
+        shape, merged = collapse(k.shape, lists)
+        strides = dict(zip(keys, merged[1:]))
+        out_strides = {node: st for (node, _), st in zip(partial, merged[1 + len(keys):])}
+        loops = [f"i{d}" for d in range(len(shape))]
         pad = ""
-        for d, extent in enumerate(k.shape):
+        for d, extent in enumerate(shape):
             body.append(f"{pad}for i{d} in {rng if d == 0 else 'range'}({extent}):")
             pad += "    "
-        body.append(f"{pad}i = {index(_strides(k.shape), loops)}")
+        body.append(f"{pad}i = {index(merged[0], loops)}")
     else:
         loops = None
         body.append(f"for i in {rng}({size or k.size}):")
@@ -395,10 +478,30 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
         a = accesses[key]
         if a.uniform and not points:
             continue
-        where = "i" if a.contiguous or loops is None else index(a.strides, loops)
+        where = "i" if a.contiguous or loops is None else index(strides[key], loops)
         body.append(f"{pad}{tmp} = {name_of(key[0])}[{where}]")
     for node, args in plans:
         body.append(f"{pad}{temps[node]} = {expression(node, args) if node not in sched.copies else args[0]}")
     for node in k.stores:
-        body.append(f"{pad}{name_of(node)}[i] = {temps[node]}")
+        if node not in k.reductions:
+            body.append(f"{pad}{name_of(node)}[i] = {temps[node]}")
+    for node, x in partial:
+        target = f"{name_of(node)}[{index(out_strides[node], loops)}]"
+        body.append(f"{pad}{target} = {_REDUCE_STEP[node.op].format(acc=target, x=x)}")
+    for node, x in totals:
+        acc = f"acc{sched.ids[node]}"
+        body.append(f"{pad}{acc} = {_REDUCE_STEP[node.op].format(acc=acc, x=x)}")
+    for node, _ in totals:
+        body.append(f"{name_of(node)}[0] = acc{sched.ids[node]}")
     return params, body
+
+
+_REDUCE_INIT = {"sum": "0.0", "amax": "-np.inf"}
+_REDUCE_STEP = {"sum": "{acc} + {x}", "amax": "({x} if {x} > {acc} else {acc})"}
+
+
+def _reduced_strides(shape, axes) -> list[int]:
+    """Strides into a reduction's output for each axis of its input (0 on reduced axes)."""
+    kept = [d for d in range(len(shape)) if d not in axes]
+    out = dict(zip(kept, _strides([shape[d] for d in kept])))
+    return [out.get(d, 0) for d in range(len(shape))]

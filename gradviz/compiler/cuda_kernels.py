@@ -15,7 +15,7 @@ Every template writes the *body* of a kernel whose parameters are flat arrays; `
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from gradviz.compiler.codegen import index, lit
@@ -24,9 +24,26 @@ from gradviz.ir import Node
 
 
 @dataclass(frozen=True)
+class Tile:
+    """A matmul block computes a `bm` x `bn` tile of the output, stepping through the inner
+    dimension `bk` at a time; each of its (bm/tm) x (bn/tn) threads computes tm x tn outputs."""
+
+    bm: int
+    bn: int
+    bk: int
+    tm: int = 1
+    tn: int = 1
+
+    @property
+    def threads(self) -> tuple[int, int]:
+        return self.bn // self.tn, self.bm // self.tm   # (x, y)
+
+
+@dataclass(frozen=True)
 class LaunchConfig:
     """Launch geometry. `threads`: block size of 1-D kernels (`warp` its rounding); `blocks`: the
-    most blocks a grid-stride launch uses; `tile`: matmul tile edge; `reduce_threads`: block of a
+    most blocks a grid-stride launch uses; `tile`, `big_tile`: matmul tiles (the big one when
+    it still gives `big_tile_blocks` blocks); `reduce_threads`: block of a
     shared-memory reduction (a power of two); reductions of at most `serial_reduce` elements run
     one thread per output; a reduction with fewer than `min_blocks` outputs is split across
     blocks (combined with atomics) when each part still has `split_chunk` elements."""
@@ -34,7 +51,11 @@ class LaunchConfig:
     threads: int = 256
     warp: int = 32
     blocks: int = 4096
-    tile: int = 16
+    # 16x16 threads with one output each; for large products 64x64 tiles with 4x4 outputs a
+    # thread, which read shared memory 4x less often per multiply-add
+    tile: Tile = field(default_factory=lambda: Tile(16, 16, 16))
+    big_tile: Tile = field(default_factory=lambda: Tile(64, 64, 8, 4, 4))
+    big_tile_blocks: int = 132
     reduce_threads: int = 256
     serial_reduce: int = 32
     min_blocks: int = 264
@@ -42,8 +63,9 @@ class LaunchConfig:
 
 
 # The simulator runs every thread as a Python thread (about 1 ms each): few, small blocks.
-SIMULATOR = LaunchConfig(threads=4, warp=1, blocks=2, tile=4, reduce_threads=4, serial_reduce=16,
-                         min_blocks=4, split_chunk=8)
+SIMULATOR = LaunchConfig(threads=4, warp=1, blocks=2, tile=Tile(4, 4, 4),
+                         big_tile=Tile(8, 8, 4, 2, 2), big_tile_blocks=2, reduce_threads=4,
+                         serial_reduce=16, min_blocks=4, split_chunk=8)
 
 
 @dataclass
@@ -113,38 +135,61 @@ def _prod(values) -> int:
 
 
 # -- matmul -------------------------------------------------------------------------------------
+def _tile_loads(array: str, a: Access, shared: str, rows: int, cols: int, row0: str, col0: str,
+                limits: tuple[int, int], nt: int, transposed_store: bool) -> list[str]:
+    """Lines loading a rows x cols tile of `array` (through its strides) into `shared`, every
+    thread taking elements nt apart; consecutive threads read consecutive addresses when the
+    operand is contiguous along either axis. Out-of-range elements load as 0."""
+    fast_rows = a.strides[0] == 1 and a.strides[1] != 1
+    if fast_rows:
+        split = [f"r = l % {rows}", f"c = l // {rows}"]
+    else:
+        split = [f"r = l // {cols}", f"c = l % {cols}"]
+    gr, gc = f"{row0} + r", f"{col0} + c"
+    where = f"{shared}[c, r]" if transposed_store else f"{shared}[r, c]"
+    return [f"for l in range(t, {rows * cols}, {nt}):",
+            *_indent(split),
+            f"    gr = {gr}",
+            f"    gc = {gc}",
+            f"    if gr < {limits[0]} and gc < {limits[1]}:",
+            f"        {where} = {array}[{index(a.strides, ['gr', 'gc'])}]",
+            "    else:",
+            f"        {where} = F(0.0)"]
+
+
 def _matmul(node: Node, args, out: str, cfg: LaunchConfig) -> KernelCode:
     (na, a), (nb, b) = args
     m, n = node.shape
     k = a.shape[1]
-    t = cfg.tile
+    big = cfg.big_tile
+    blocks = _ceil(m, big.bm) * _ceil(n, big.bn)
+    tile = big if blocks >= cfg.big_tile_blocks else cfg.tile
+    bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
+    nx, ny = tile.threads
+    acc = {(i, j): f"c{i}_{j}" for i in range(tm) for j in range(tn)}
     body = [
-        f"sa = cuda.shared.array(({t}, {t}), FT)",
-        f"sb = cuda.shared.array(({t}, {t}), FT)",
+        f"sa = cuda.shared.array(({bk}, {bm}), FT)",
+        f"sb = cuda.shared.array(({bk}, {bn}), FT)",
         "tx = cuda.threadIdx.x",
         "ty = cuda.threadIdx.y",
-        f"row = cuda.blockIdx.y * {t} + ty",
-        f"col = cuda.blockIdx.x * {t} + tx",
-        "acc = F(0.0)",
-        f"for kt in range(0, {k}, {t}):",
-        "    ka = kt + tx",
-        f"    if row < {m} and ka < {k}:",
-        f"        sa[ty, tx] = {na}[{index(a.strides, ['row', 'ka'])}]",
-        "    else:",
-        "        sa[ty, tx] = F(0.0)",
-        "    kb = kt + ty",
-        f"    if kb < {k} and col < {n}:",
-        f"        sb[ty, tx] = {nb}[{index(b.strides, ['kb', 'col'])}]",
-        "    else:",
-        "        sb[ty, tx] = F(0.0)",
+        f"t = ty * {nx} + tx",
+        f"row0 = cuda.blockIdx.y * {bm}",
+        f"col0 = cuda.blockIdx.x * {bn}",
+        *[f"{v} = F(0.0)" for v in acc.values()],
+        f"for kt in range(0, {k}, {bk}):",
+        *_indent(_tile_loads(na, a, "sa", bm, bk, "row0", "kt", (m, k), nx * ny, True)),
+        *_indent(_tile_loads(nb, b, "sb", bk, bn, "kt", "col0", (k, n), nx * ny, False)),
         "    cuda.syncthreads()",
-        f"    for j in range({t}):",
-        "        acc += sa[ty, j] * sb[j, tx]",
+        f"    for kk in range({bk}):",
+        *[f"        a{i} = sa[kk, ty * {tm} + {i}]" for i in range(tm)],
+        *[f"        b{j} = sb[kk, tx * {tn} + {j}]" for j in range(tn)],
+        *[f"        {v} += a{i} * b{j}" for (i, j), v in acc.items()],
         "    cuda.syncthreads()",
-        f"if row < {m} and col < {n}:",
-        f"    {out}[row * {n} + col] = acc",
     ]
-    return KernelCode(body, (_ceil(n, t), _ceil(m, t)), (t, t))
+    for (i, j), v in acc.items():
+        body += [f"r = row0 + ty * {tm} + {i}", f"c = col0 + tx * {tn} + {j}",
+                 f"if r < {m} and c < {n}:", f"    {out}[r * {n} + c] = {v}"]
+    return KernelCode(body, (_ceil(n, bn), _ceil(m, bm)), (nx, ny))
 
 
 # -- reductions ---------------------------------------------------------------------------------

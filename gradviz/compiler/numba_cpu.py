@@ -20,7 +20,10 @@ from gradviz.compiler.schedule import Schedule, schedule
 from gradviz.errors import GradvizError, MissingValueError, ShapeError
 from gradviz.ir import Node
 
-CHUNK = 8               # kernels per compiled function (see `generate`)
+# error_model="numpy": x/0 is inf or nan as in NumPy (and the interpreter), not an exception;
+# the zero check it saves is also what kept loops with a division from vectorizing.
+JIT = 'njit(cache=True, error_model="numpy")'
+CHUNK = 16              # kernels per compiled function (see `generate`)
 PARALLEL_MIN = 1 << 16   # elements; smaller loops do not repay the thread wake-up
 
 PRELUDE = '''"""gradviz generated kernels ({what}). Do not edit: the file name is its content's hash."""
@@ -70,9 +73,9 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
     """
     chunk = chunk or CHUNK
     names = _names(sched)
-    jit = "njit(cache=True)"
+    jit = JIT
     lines = [PRELUDE.format(what="points" if points else "cpu", dtype=dtype),
-             codegen.HELPERS.format(jit=jit)]
+             codegen.helpers(dtype, jit)]
     units = []   # (arguments, body lines, parallel)
     for k in sched.kernels:
         parallel = threads > 1 and k.kind == "elementwise" and k.size >= PARALLEL_MIN
@@ -100,7 +103,7 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
     calls = []
     for j, group in enumerate(groups):
         params = list(dict.fromkeys(p for unit in group for p in unit[0]))
-        decorator = "njit(cache=True, parallel=True)" if group[0][2] else jit
+        decorator = JIT[:-1] + ", parallel=True)" if group[0][2] else jit
         lines.append(f"\n@{decorator}\ndef part{j}({', '.join(params)}):")
         for unit in group:
             lines.extend("    " + line for line in unit[1])

@@ -32,9 +32,11 @@ from gradviz.errors import GradvizError, MissingValueError, ShapeError
 from gradviz.ir import Node
 
 PRELUDE = '''"""gradviz generated CUDA kernels ({what}). Do not edit: the file name is its content's hash."""
+import warnings
+from math import cos, exp, expm1, log, log1p, sin, sqrt
+
 import numba
 import numpy as np
-from math import cos, exp, expm1, log, log1p, sin, sqrt
 from numba import cuda
 
 F = np.{dtype}
@@ -80,13 +82,15 @@ def launch_config() -> LaunchConfig:
     from numba import cuda
 
     sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
-    return LaunchConfig(min_blocks=2 * sms, blocks=32 * sms)
+    return LaunchConfig(min_blocks=2 * sms, blocks=32 * sms, big_tile_blocks=sms)
 
 
 def cuda_schedule(outputs, updates=None) -> Schedule:
     """The schedule of a graph with the CUDA lowerings."""
     return schedule(outputs, updates, elementwise=codegen.scalar_code,
-                    kernels={op: k.accepts for op, k in cuda_kernels.items()}, backend="CUDA")
+                    kernels={op: k.accepts for op, k in cuda_kernels.items()}, backend="CUDA",
+                    # a sum folded into a grid-stride loop would need an atomic per element
+                    fuse_reductions=False)
 
 
 def _names(sched: Schedule) -> dict[Node, str]:
@@ -162,8 +166,9 @@ def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
     """The module source for `sched`: one kernel per kernel of the schedule, and `run(...)`."""
     names = _names(sched)
     lines = [PRELUDE.format(what="simulator" if cfg is SIMULATOR else "cuda", dtype=dtype),
-             codegen.HELPERS.format(jit="cuda.jit(device=True)")]
+             codegen.helpers(dtype, "cuda.jit(device=True)")]
     calls: list[str] = []
+    launches: list[str] = []   # configured once, at import: launching is then a plain call
     fill = False
     for k in sched.kernels:
         if k.kind == "elementwise":
@@ -183,8 +188,9 @@ def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
         lines.append(f'@cuda.jit("void({signature})", cache=True)')
         lines.append(f"def k{k.index}({', '.join(params)}):")
         lines.extend("    " + line for line in code.body)
-        calls.append(f"k{k.index}[{_launch(code.grid)}, {_launch(code.block)}]"
-                     f"({', '.join(params)})")
+        launches.append(f"launch{k.index} = k{k.index}[{_launch(code.grid)}, "
+                        f"{_launch(code.block)}]")
+        calls.append(f"launch{k.index}({', '.join(params)})")
     for leaf, node in sched.late_updates:
         a = sched.access(node)
         if a.literal:
@@ -196,6 +202,10 @@ def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
             calls.append(f"{names[leaf]}.copy_to_device({names[a.base]})")
     if fill:
         lines.append(FILL.format(dtype=dtype))
+    # Numba warns about grids under 128 blocks when a launch is configured; a step's small
+    # kernels have small grids on purpose
+    lines.append("\nwith warnings.catch_warnings():\n    warnings.simplefilter(\"ignore\")")
+    lines.extend(f"    {launch}" for launch in launches or ["pass"])
     arguments = [names[n] for n in (*sched.leaves, *sched.constants, *sched.buffers())]
     lines.append(f"\n\ndef run({', '.join(arguments)}):")
     lines.extend(f"    {c}" for c in calls or ["pass"])

@@ -4,7 +4,9 @@ A *kernel* is one loop nest (or one library call) of the generated code:
 
 - `elementwise`: a maximal run of elementwise primitives of one shape, fused into one loop. Values
   used only inside the kernel stay in registers; the rest are stored to buffers.
-- one kernel per other primitive with a lowering (`matmul`, `sum`, `amax`, `conv2d`, pools...).
+- one kernel per other primitive with a lowering (`matmul`, `conv2d`, pools...), and per `sum`
+  or `amax` whose input no elementwise kernel computes; the others are folded into the loop
+  over their input, accumulating as it runs (only later kernels may read them).
 
 The view primitives `reshape`, `broadcast_to` and `transpose` cost nothing: they become index
 arithmetic in their readers (an `Access`: base buffer plus element strides, 0 along broadcast
@@ -27,6 +29,9 @@ from gradviz.errors import GradvizError
 from gradviz.ir import Node, toposort
 
 VIEW_OPS = frozenset({"reshape", "broadcast_to", "transpose"})
+# Reductions that can ride along in the elementwise loop over their input, accumulating into
+# their output as the loop goes (their value is complete only after the loop).
+FUSIBLE_REDUCTIONS = frozenset({"sum", "amax"})
 LEAF_OPS = frozenset({"var", "param", "const"})
 
 
@@ -85,6 +90,7 @@ class Kernel:
     nodes: list[Node] = field(default_factory=list)
     stores: list[Node] = field(default_factory=list)
     deps: set[int] = field(default_factory=set)
+    reductions: set[Node] = field(default_factory=set)   # sum/amax nodes folded into the loop
 
     @property
     def size(self) -> int:
@@ -139,7 +145,7 @@ class Schedule:
 
 def schedule(outputs: Iterable[Node], updates: Mapping[Node, Node] | None = None, *,
              elementwise: Iterable[str], kernels: Mapping[str, Callable],
-             backend: str = "CPU") -> Schedule:
+             backend: str = "CPU", fuse_reductions: bool = True) -> Schedule:
     """Partition the graph computing `outputs` (and the `updates` values) into kernels.
 
     `elementwise` are the primitives with scalar code; `kernels[op](i, access) -> bool` says
@@ -161,7 +167,7 @@ def schedule(outputs: Iterable[Node], updates: Mapping[Node, Node] | None = None
     if missing:
         raise GradvizError(f"no {backend} lowering for {', '.join(missing)} "
                            "(add one to gradviz/compiler/codegen.py)")
-    builder = _Builder(order, elementwise, kernels)
+    builder = _Builder(order, elementwise, kernels, fuse_reductions)
     builder.materialize(outputs, updates)
     builder.group()
     inplace, late = builder.place_updates(updates)
@@ -172,8 +178,10 @@ def schedule(outputs: Iterable[Node], updates: Mapping[Node, Node] | None = None
 
 
 class _Builder:
-    def __init__(self, order, elementwise, kernels):
+    def __init__(self, order, elementwise, kernels, fuse_reductions=True):
         self.order = order
+        self.fuse_reductions = fuse_reductions and all(op in kernels
+                                                       for op in FUSIBLE_REDUCTIONS)
         self.elementwise = elementwise
         self.kernel_ops = kernels
         self.accesses: dict[Node, Access] = {}
@@ -272,11 +280,12 @@ class _Builder:
         return bool(self.ancestors[k] >> on & 1)
 
     def _can_join(self, k: Kernel, node: Node, deps: set[int]) -> bool:
-        if k.kind != "elementwise" or k.shape != node.shape:
+        shape = node.src[0].shape if node.op in FUSIBLE_REDUCTIONS else node.shape
+        if k.kind != "elementwise" or k.shape != shape:
             return False
         for a in self._reads(node):
-            if self.kernel_of.get(a.base) is k and not a.contiguous:
-                return False  # would read another iteration's value
+            if self.kernel_of.get(a.base) is k and (not a.contiguous or a.base in k.reductions):
+                return False  # would read another iteration's value, or an unfinished sum
         return not any(self._depends(d, k.index) for d in deps if d != k.index)
 
     def group(self) -> None:
@@ -293,7 +302,15 @@ class _Builder:
                 if target is None:
                     target = self._new_kernel("elementwise", node.shape)
             else:
-                target = self._new_kernel(node.op, node.shape)
+                target = None
+                if node.op in FUSIBLE_REDUCTIONS and self.fuse_reductions:
+                    for d in sorted(deps, reverse=True):
+                        if self._can_join(self.kernels[d], node, deps):
+                            target = self.kernels[d]
+                            target.reductions.add(node)
+                            break
+                if target is None:
+                    target = self._new_kernel(node.op, node.shape)
             target.nodes.append(node)
             self.kernel_of[node] = target
             self._add_deps(target, deps)
@@ -310,7 +327,7 @@ class _Builder:
         for leaf, new in updates.items():
             k = self.kernel_of.get(new)
             ok = (k is not None and k.kind == "elementwise" and new not in inplace
-                  and new not in self.copies)
+                  and new not in self.copies and new not in k.reductions)
             if ok:
                 before = set()
                 for reader, a in readers.get(leaf, []):
@@ -354,4 +371,5 @@ class _Builder:
                 needed.add(base)
         needed |= set(inplace)
         for k in self.kernels:
-            k.stores = [n for n in k.nodes if n in needed or k.kind != "elementwise"]
+            k.stores = [n for n in k.nodes
+                        if n in needed or k.kind != "elementwise" or n in k.reductions]

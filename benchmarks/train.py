@@ -1,0 +1,266 @@
+"""Training-step throughput: gradviz's compiled CPU step against its NumPy interpreter, PyTorch
+CPU eager (and torch.compile with --torch-compile) and JAX jit, measured in the same run (PyTorch with 2 threads and with 1, each a peer).
+
+Every contender runs the same step: forward, softmax cross-entropy, backward, plain SGD update,
+on the same random batch. Runs are interleaved (one timed block of each contender per round), so
+a busy machine slows all of them alike; the report gives medians over rounds and ratios to the
+best peer. A float32 GEMM (512^3, NumPy's BLAS, gradviz's thread count) is timed in the same
+rounds, and the MLP step's rate is given as a fraction of it (FLOPs per sample ~ 6 x
+parameters: the forward product and two in backward).
+
+PyTorch: `pip install torch==2.13.0` (a local CPU wheel here). JAX is used when importable.
+
+    python benchmarks/train.py [--models mlp,lenet] [--batches 32,128,1024] [--threads 1]
+                               [--rounds 7] [--steps 20] [--torch-compile] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+BATCHES = {"mlp": (32, 128, 1024), "lenet": (64, 256)}
+
+
+# -- contenders: each returns (step function, compile seconds) ----------------------------------
+def gradviz_step(model: str, batch: int, device: str, threads: int):
+    import gradviz as gv
+    from gradviz.compiler.bench import step_feeds
+    from gradviz.nn.models import build_model
+    from gradviz.nn.optim import SGD
+    from gradviz.nn.step import build_train_step, make_runner
+
+    net = build_model(model, None, 10)
+    step = build_train_step(net, batch, net.input_shape, optimizer=SGD())
+    started = time.perf_counter()
+    runner = gv.compile(step, threads=threads) if device == "cpu" else make_runner(step, "numpy")
+    compile_s = time.perf_counter() - started
+    feeds = step_feeds(step, net)
+    first = len(step.graph.outputs) - len(step.new_params)
+
+    def run():
+        out = runner(feeds)
+        if device == "numpy":
+            feeds.update(zip(step.params, out[first:]))
+    return run, compile_s
+
+
+def torch_model(model: str):
+    import torch.nn as tnn
+
+    if model == "mlp":
+        return tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 256), tnn.ReLU(),
+                              tnn.Linear(256, 128), tnn.ReLU(), tnn.Linear(128, 10)), (1, 28, 28)
+    return tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.Tanh(), tnn.AvgPool2d(2),
+                          tnn.Conv2d(6, 16, 5), tnn.Tanh(), tnn.AvgPool2d(2), tnn.Flatten(),
+                          tnn.Linear(400, 120), tnn.Tanh(), tnn.Linear(120, 84), tnn.Tanh(),
+                          tnn.Linear(84, 10)), (1, 28, 28)
+
+
+def torch_step(model: str, batch: int, threads: int, compiled: bool):
+    import torch
+
+    torch.set_num_threads(threads)
+    net, shape = torch_model(model)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    x = torch.randn(batch, *shape)
+    y = torch.randint(0, 10, (batch,))
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def train_step():
+        torch.set_num_threads(threads)   # contenders alternate, and the setting is global
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    started = time.perf_counter()
+    fn = torch.compile(train_step) if compiled else train_step
+    fn()
+    return fn, time.perf_counter() - started
+
+
+def jax_step(model: str, batch: int):
+    if model != "mlp":
+        return None
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(0)
+    sizes = (784, 256, 128, 10)
+    params = []
+    for a, b in zip(sizes, sizes[1:]):
+        key, sub = jax.random.split(key)
+        params.append((jax.random.normal(sub, (a, b)) * (2 / a) ** 0.5, jnp.zeros(b)))
+    x = jax.random.normal(key, (batch, 784))
+    y = jax.nn.one_hot(jnp.arange(batch) % 10, 10)
+
+    def loss(ps):
+        h = x
+        for i, (w, b) in enumerate(ps):
+            h = h @ w + b
+            if i < len(ps) - 1:
+                h = jax.nn.relu(h)
+        return -jnp.mean(jnp.sum(jax.nn.log_softmax(h) * y, axis=1))
+
+    @jax.jit
+    def update(ps):
+        grads = jax.grad(loss)(ps)
+        return [(w - 0.01 * gw, b - 0.01 * gb) for (w, b), (gw, gb) in zip(ps, grads)]
+
+    state = {"p": params}
+    started = time.perf_counter()
+    jax.block_until_ready(update(params))
+    compile_s = time.perf_counter() - started
+
+    def run():
+        state["p"] = update(state["p"])
+        jax.block_until_ready(state["p"])
+    return run, compile_s
+
+
+# -- measuring ----------------------------------------------------------------------------------
+def gemm_block(threads: int, n: int = 512):
+    """One float32 n x n GEMM through NumPy's BLAS with `threads` threads, and its FLOPs."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+    out = np.empty_like(a)
+
+    def run():
+        with threadpool_limits(limits=threads, user_api="blas"):
+            np.matmul(a, a, out=out)
+    return run, 2.0 * n ** 3
+
+
+def interleaved(contenders: dict, rounds: int) -> dict[str, float]:
+    """Median seconds per call of each contender `(function, calls per block)`, timing one block
+    of each in turn, `rounds` times, so that a busy machine slows all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, (fn, calls) in contenders.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def mlp_parameters() -> int:
+    return 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+
+
+def run_case(model: str, batch: int, args) -> dict:
+    contenders, compile_s = {}, {}
+    for name, make in (("gradviz_cpu", lambda: gradviz_step(model, batch, "cpu", args.threads)),
+                       ("gradviz_numpy", lambda: gradviz_step(model, batch, "numpy",
+                                                              args.threads)),
+                       *[(f"torch_eager_{t}t", lambda t=t: torch_step(model, batch, t, False))
+                         for t in args.torch_threads],
+                       *[(f"torch_compile_{t}t", lambda t=t: torch_step(model, batch, t, True)
+                          if args.torch_compile else None) for t in args.torch_threads],
+                       ("jax_jit", lambda: jax_step(model, batch))):
+        try:
+            made = make()
+        except ImportError:
+            continue
+        if made is not None:
+            contenders[name], compile_s[name] = made
+    gemm, gemm_flops = gemm_block(args.threads)
+    blocks = {name: (fn, max(1, args.steps // 10) if name == "gradviz_numpy" else args.steps)
+              for name, fn in contenders.items()}
+    blocks["sgemm"] = (gemm, 3)
+    per_step = interleaved(blocks, args.rounds)
+    peak = gemm_flops / per_step.pop("sgemm") / 1e9
+    rates = {k: batch / v for k, v in per_step.items()}
+    peers = {k: v for k, v in rates.items() if not k.startswith("gradviz")}
+    best = max(peers, key=peers.get) if peers else None
+    row = {"model": model, "batch": batch, "samples_per_sec": rates,
+           "compile_s": compile_s, "best_peer": best,
+           "ratio_to_best_peer": rates["gradviz_cpu"] / peers[best] if best else None,
+           "ratio_to_numpy": rates["gradviz_cpu"] / rates["gradviz_numpy"]}
+    if model == "mlp":
+        flops = 6 * mlp_parameters() * rates["gradviz_cpu"]
+        row["gemm_peak_fraction"] = flops / (peak * 1e9)
+    row["sgemm_gflops"] = peak
+    return row
+
+
+def versions() -> dict:
+    import numba
+
+    found = {"python": platform.python_version(), "numpy": np.__version__,
+             "numba": numba.__version__}
+    for name in ("torch", "jax", "scipy"):
+        try:
+            found[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return found
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mlp,lenet")
+    parser.add_argument("--batches", default=None, help="comma list (default per model)")
+    parser.add_argument("--threads", type=int, default=1, help="gradviz BLAS/Numba threads")
+    parser.add_argument("--torch-threads", default="2,1",
+                        help="PyTorch thread counts, each a contender (comma list)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--torch-compile", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    args.torch_threads = [int(t) for t in args.torch_threads.split(",")]
+    rows = []
+    for model in args.models.split(","):
+        batches = ([int(b) for b in args.batches.split(",")] if args.batches
+                   else BATCHES[model])
+        for batch in batches:
+            row = run_case(model, batch, args)
+            rows.append(row)
+            if not args.json:
+                rates = ", ".join(f"{k} {v:,.0f}" for k, v in row["samples_per_sec"].items())
+                extra = (f", {row['gemm_peak_fraction']:.0%} of GEMM peak"
+                         if "gemm_peak_fraction" in row else "")
+                ratio = row["ratio_to_best_peer"]
+                print(f"{model} batch {batch}: samples/s {rates}; gradviz/best peer "
+                      f"({row['best_peer']}) {ratio:.2f}x" if ratio else "", end="")
+                print(f", gradviz/numpy {row['ratio_to_numpy']:.1f}x{extra}; compile "
+                      + ", ".join(f"{k} {v:.1f}s" for k, v in row["compile_s"].items()))
+                sys.stdout.flush()
+    report = {"machine": {"platform": platform.platform(), "cpus": _cpus(),
+                          "processor": _processor(), "threads": args.threads,
+                          "torch_threads": args.torch_threads},
+              "versions": versions(), "date": time.strftime("%Y-%m-%d"), "results": rows}
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"machine: {report['machine']}; versions: {report['versions']}")
+
+
+def _processor() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+if __name__ == "__main__":
+    main()
