@@ -166,7 +166,7 @@ def _matmul(node: Node, args, out: str, cfg: LaunchConfig) -> KernelCode:
     tile = big if blocks >= cfg.big_tile_blocks else cfg.tile
     bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
     nx, ny = tile.threads
-    acc = {(i, j): f"c{i}_{j}" for i in range(tm) for j in range(tn)}
+    acc = {(i, j): f"acc{i}_{j}" for i in range(tm) for j in range(tn)}
     body = [
         f"sa = cuda.shared.array(({bk}, {bm}), FT)",
         f"sb = cuda.shared.array(({bk}, {bn}), FT)",
@@ -181,9 +181,9 @@ def _matmul(node: Node, args, out: str, cfg: LaunchConfig) -> KernelCode:
         *_indent(_tile_loads(nb, b, "sb", bk, bn, "kt", "col0", (k, n), nx * ny, False)),
         "    cuda.syncthreads()",
         f"    for kk in range({bk}):",
-        *[f"        a{i} = sa[kk, ty * {tm} + {i}]" for i in range(tm)],
-        *[f"        b{j} = sb[kk, tx * {tn} + {j}]" for j in range(tn)],
-        *[f"        {v} += a{i} * b{j}" for (i, j), v in acc.items()],
+        *[f"        ra{i} = sa[kk, ty * {tm} + {i}]" for i in range(tm)],
+        *[f"        rb{j} = sb[kk, tx * {tn} + {j}]" for j in range(tn)],
+        *[f"        {v} += ra{i} * rb{j}" for (i, j), v in acc.items()],
         "    cuda.syncthreads()",
     ]
     for (i, j), v in acc.items():

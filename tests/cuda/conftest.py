@@ -29,9 +29,14 @@ def _no_device_reason():
     return "no CUDA GPU; run NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda for the simulator"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "nvvm: compiles with NVIDIA's NVVM; needs no GPU")
+
+
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
-    mine = [item for item in items if here in Path(str(item.fspath)).parents]
+    mine = [item for item in items if here in Path(str(item.fspath)).parents
+            and "nvvm" not in item.keywords]
     if not mine:
         return
     reason = _no_device_reason()

@@ -17,7 +17,7 @@ import pytest
 import gradviz as gv
 from gradviz.autodiff import adjoints
 from gradviz.compiler import codegen
-from gradviz.compiler.cuda_kernels import LaunchConfig, cuda_kernels
+from gradviz.compiler.cuda_kernels import LaunchConfig, Tile, cuda_kernels
 from gradviz.compiler.numba_cuda import compile_cuda, simulator_enabled
 from gradviz.ops import nn
 from gradviz.rules import primitives
@@ -88,13 +88,24 @@ def test_matmul_partial_tiles_and_transposed_operands():
     _check(outputs, {"a": _randn(rng, 5, 7), "b": _randn(rng, 7, 6), "c": _randn(rng, 6, 5)})
 
 
-def test_matmul_with_the_gpu_tile_shape():
-    """The 16x16 tile a GPU uses (256 threads a block), on a product with a partial tile."""
+def test_matmul_register_blocked_tiles():
+    """Products big enough for the big tile: each thread computes 2x2 outputs (simulator)."""
+    rng = np.random.default_rng(6)
+    a, b = gv.var("a", (9, 10), "float32"), gv.var("b", (10, 11), "float32")
+    c = gv.var("c", (10, 9), "float32")
+    f = _check([a @ b, c.T @ b, b.T @ c],
+               {"a": _randn(rng, 9, 10), "b": _randn(rng, 10, 11), "c": _randn(rng, 10, 9)})
+    assert "acc1_1 += ra1 * rb1" in f.source
+
+
+@pytest.mark.parametrize("tile", [Tile(16, 16, 16), Tile(64, 64, 8, 4, 4)], ids=["16", "64"])
+def test_matmul_with_the_gpu_tiles(tile):
+    """The tiles a GPU uses (256 threads a block), on products with partial tiles."""
     rng = np.random.default_rng(2)
-    a, b = gv.var("a", (17, 3), "float32"), gv.var("b", (3, 2), "float32")
-    config = LaunchConfig(threads=8, warp=1, blocks=2, tile=16)
-    f = _check([a @ b], {"a": _randn(rng, 17, 3), "b": _randn(rng, 3, 2)}, config)
-    assert "cuda.shared.array((16, 16), FT)" in f.source
+    a, b = gv.var("a", (65, 3), "float32"), gv.var("b", (3, 2), "float32")
+    config = LaunchConfig(threads=8, warp=1, blocks=2, tile=tile, big_tile=tile)
+    f = _check([a @ b], {"a": _randn(rng, 65, 3), "b": _randn(rng, 3, 2)}, config)
+    assert f"cuda.shared.array(({tile.bk}, {tile.bm}), FT)" in f.source
 
 
 @pytest.mark.parametrize("op", ["sum", "amax"])
@@ -117,7 +128,8 @@ def test_convolution_weight_gradient_split_over_blocks():
     one_block_each = _check([dw], env)
     assert "cuda.atomic.add(" not in one_block_each.source
     # 18 weights, fewer than a GPU's blocks: each one's 32 terms are split over 4 blocks
-    wide = LaunchConfig(threads=4, warp=1, blocks=4, tile=4, reduce_threads=4, serial_reduce=4,
+    wide = LaunchConfig(threads=4, warp=1, blocks=4, tile=Tile(4, 4, 4), reduce_threads=4,
+                        serial_reduce=4,
                         min_blocks=64, split_chunk=8)
     assert "cuda.atomic.add(" in _check([dw], env, wide).source
 
