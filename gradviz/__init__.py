@@ -26,7 +26,13 @@ _EXPORTS = {
     "maximum": "gradviz.ops", "minimum": "gradviz.ops", "sum": "gradviz.ops",
     "mean": "gradviz.ops", "reshape": "gradviz.ops", "transpose": "gradviz.ops",
     "broadcast_to": "gradviz.ops", "matmul": "gradviz.ops",
+    "conv2d": "gradviz.ops", "max_pool2d": "gradviz.ops", "avg_pool2d": "gradviz.ops",
+    "amax": "gradviz.ops", "softmax": "gradviz.ops", "log_softmax": "gradviz.ops",
+    "softplus": "gradviz.ops", "flatten": "gradviz.ops", "dropout": "gradviz.ops",
+    "maxout": "gradviz.ops",
     "parse": "gradviz.parser",
+    # pictures
+    "draw": "gradviz.render", "Diagram": "gradviz.render",
     # running
     "evaluate": "gradviz.interpret", "value": "gradviz.interpret",
     "grad": "gradviz.autodiff", "backprop": "gradviz.autodiff", "adjoints": "gradviz.autodiff",
