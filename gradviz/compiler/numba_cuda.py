@@ -169,7 +169,12 @@ def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
              codegen.helpers(dtype, "cuda.jit(device=True)")]
     calls: list[str] = []
     launches: list[str] = []   # configured once, at import: launching is then a plain call
-    fill = False
+
+    def fill_call(array: str, size: int, value: float) -> str:
+        grid, block = launch_1d(size, cfg)
+        launches.append(f"fill{len(launches)} = fill_[{_launch(grid)}, {_launch(block)}]")
+        return f"fill{len(launches) - 1}({array}, {codegen.lit(value)})"
+
     for k in sched.kernels:
         if k.kind == "elementwise":
             params, code = elementwise_kernel(k, sched, names, cfg)
@@ -179,10 +184,7 @@ def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
             params = [*dict.fromkeys(nm for nm, a in args if not a.literal), names[node]]
             code = cuda_kernels[k.kind].emit(node, args, names[node], cfg)
         if code.fill is not None:
-            fill = True
-            out = names[k.nodes[0]]
-            grid, block = launch_1d(k.size, cfg)
-            calls.append(f"fill_[{_launch(grid)}, {_launch(block)}]({out}, {codegen.lit(code.fill)})")
+            calls.append(fill_call(names[k.nodes[0]], k.size, code.fill))
         signature = ", ".join(f"{dtype}[::1]" for _ in params)
         lines.append(f"\n# kernel {k.index}: {_describe(sched, k.nodes)}")
         lines.append(f'@cuda.jit("void({signature})", cache=True)')
@@ -194,13 +196,10 @@ def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
     for leaf, node in sched.late_updates:
         a = sched.access(node)
         if a.literal:
-            fill = True
-            grid, block = launch_1d(leaf.size, cfg)
-            calls.append(f"fill_[{_launch(grid)}, {_launch(block)}]({names[leaf]}, "
-                         f"{codegen.lit(a.base.attrs['value'])})")
+            calls.append(fill_call(names[leaf], max(leaf.size, 1), a.base.attrs["value"]))
         else:  # a device-to-device copy (the scheduler gives updates contiguous values)
             calls.append(f"{names[leaf]}.copy_to_device({names[a.base]})")
-    if fill:
+    if any(launch.startswith("fill") for launch in launches):
         lines.append(FILL.format(dtype=dtype))
     # Numba warns about grids under 128 blocks when a launch is configured; a step's small
     # kernels have small grids on purpose
