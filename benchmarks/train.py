@@ -192,6 +192,63 @@ def run_case(model: str, batch: int, args) -> dict:
     return row
 
 
+TORCH_DIGITS = r"""
+import time, torch, numpy as np
+from sklearn.datasets import load_digits
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+X, y = load_digits(return_X_y=True)
+rng = np.random.default_rng(0)
+order = rng.permutation(len(X))
+X = torch.tensor((X[order] / 16.0 - 0.5) / 0.5, dtype=torch.float32)
+y = torch.tensor(y[order])
+cut = int(0.8 * len(X))
+net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128),
+                          torch.nn.ReLU(), torch.nn.Linear(128, 10))
+opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+for epoch in range({epochs}):
+    perm = torch.randperm(cut)
+    for i in range(0, cut, 32):
+        idx = perm[i:i + 32]
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(X[idx]), y[idx]).backward()
+        opt.step()
+with torch.no_grad():
+    print((net(X[cut:]).argmax(1) == y[cut:]).float().mean().item())
+"""
+
+
+def end_to_end(epochs: int, threads: int) -> dict:
+    """Digits MLP (64-256-128-10, Adam, batch 32) trained from process start to test accuracy:
+    `gradviz train --device cpu` (kernels from the cache after its first run) and a PyTorch
+    script doing the same training, each in a fresh process (medians of 3)."""
+    import subprocess
+
+    def timed(cmd) -> tuple[float, str]:
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        return time.perf_counter() - start, done.stdout.strip().splitlines()[-1]
+
+    gradviz_cmd = [sys.executable, "-m", "gradviz", "train", "-m", "mlp", "-d", "digits",
+                   "--epochs", str(epochs), "--device", "cpu", "--json"]
+    timed(gradviz_cmd)   # warm the kernel cache, as any second run finds it
+    runs = {"gradviz_cpu": [], "torch_script": []}
+    accuracy = {}
+    for _ in range(3):
+        seconds, line = timed(gradviz_cmd)
+        runs["gradviz_cpu"].append(seconds)
+        accuracy["gradviz_cpu"] = json.loads(line)["test_accuracy"]
+        try:
+            seconds, line = timed([sys.executable, "-c",
+                                   TORCH_DIGITS.format(threads=threads, epochs=epochs)])
+        except subprocess.CalledProcessError:
+            continue
+        runs["torch_script"].append(seconds)
+        accuracy["torch_script"] = float(line)
+    return {name: {"seconds": statistics.median(ts), "test_accuracy": accuracy[name]}
+            for name, ts in runs.items() if ts}
+
+
 def versions() -> dict:
     import numba
 
@@ -215,11 +272,13 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--torch-compile", action="store_true")
+    parser.add_argument("--end-to-end", type=int, default=0, metavar="EPOCHS",
+                        help="also time digits MLP training, process start to result")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     args.torch_threads = [int(t) for t in args.torch_threads.split(",")]
     rows = []
-    for model in args.models.split(","):
+    for model in filter(None, args.models.split(",")):
         batches = ([int(b) for b in args.batches.split(",")] if args.batches
                    else BATCHES[model])
         for batch in batches:
@@ -235,7 +294,10 @@ def main(argv=None) -> None:
                 print(f", gradviz/numpy {row['ratio_to_numpy']:.1f}x{extra}; compile "
                       + ", ".join(f"{k} {v:.1f}s" for k, v in row["compile_s"].items()))
                 sys.stdout.flush()
-    report = {"machine": {"platform": platform.platform(), "cpus": _cpus(),
+    e2e = end_to_end(args.end_to_end, min(args.torch_threads)) if args.end_to_end else None
+    if e2e and not args.json:
+        print("digits MLP end to end:", e2e)
+    report = {"end_to_end": e2e, "machine": {"platform": platform.platform(), "cpus": _cpus(),
                           "processor": _processor(), "threads": args.threads,
                           "torch_threads": args.torch_threads},
               "versions": versions(), "date": time.strftime("%Y-%m-%d"), "results": rows}
