@@ -195,11 +195,20 @@ def _scalar_backward(output: Node, order: list[Node], values: dict):
     """Gradients on Python floats, in exactly the order and arithmetic of the backward graph;
     None when the graph is not all float64 scalars with float VJP rules, or a rule raises."""
     rules = scalar_vjp_rules
-    for node in order:
-        if node.shape != () or node.dtype != "float64" or not (
-                node.op in rules or node.op in zero_gradient or node.op in _NO_VJP):
+    active: set[Node] = set()
+    for node in order:  # one pass: is every node a float64 scalar with a float rule? which
+        op = node.op    # nodes depend on a variable (as in `_depends_on_variables`)?
+        if node.shape != () or node.dtype != "float64":
             return None
-    active = _depends_on_variables(order)
+        if op in rules:
+            for s in node.src:
+                if s in active:
+                    active.add(node)
+                    break
+        elif op == "var" or op == "param":
+            active.add(node)
+        elif op != "const" and op not in zero_gradient:
+            return None
     grads: dict[Node, float] = {output: 1.0} if output in active else {}
     local: dict[Node, tuple] = {}
     get = grads.get
@@ -212,7 +221,10 @@ def _scalar_backward(output: Node, order: list[Node], values: dict):
             if rule is None:  # a leaf, or a zero-gradient op such as step
                 continue
             src = node.src
-            contributions = rule(node, g, values[node], *map(values.__getitem__, src))
+            if len(src) == 2:
+                contributions = rule(node, g, values[node], values[src[0]], values[src[1]])
+            else:
+                contributions = rule(node, g, values[node], *map(values.__getitem__, src))
             local[node] = contributions
             for operand, c in zip(src, contributions):
                 if operand in active:

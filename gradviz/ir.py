@@ -10,6 +10,7 @@ it, so sorting by `uid` is a topological order; it is deterministic for a given 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from operator import attrgetter
 from typing import Iterable, Iterator, Sequence
@@ -123,7 +124,11 @@ class Graph:
     def __init__(self, outputs: Node | Iterable[Node], order: list[Node] | None = None):
         self.outputs: tuple[Node, ...] = (outputs,) if isinstance(outputs, Node) else tuple(outputs)
         self.nodes: list[Node] = toposort(self.outputs) if order is None else order
-        self.ids: dict[Node, int] = {n: i for i, n in enumerate(self.nodes)}
+
+    @functools.cached_property
+    def ids(self) -> dict[Node, int]:
+        """{node: local id}: its position in `nodes`."""
+        return {n: i for i, n in enumerate(self.nodes)}
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
