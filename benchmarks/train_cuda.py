@@ -42,6 +42,10 @@ def gradviz_step(model: str, batch: int):
     runner = gv.compile(step, device="cuda")
     compile_s = time.perf_counter() - started
     feeds = step_feeds(step, net)
+    from numba import cuda
+
+    for leaf in (step.x, step.target):   # the batch stays on the GPU, as PyTorch's does here
+        feeds[leaf] = cuda.to_device(feeds[leaf])
     first = len(step.graph.outputs) - len(step.new_params)
 
     def run():
