@@ -201,3 +201,22 @@ def test_without_a_gpu_device_cuda_is_one_line_and_exit_2(command):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gradviz: error: --device cuda: no usable CUDA")
+
+
+def test_bad_feeds_are_one_line_errors():
+    from numba import cuda
+
+    from gradviz.errors import GradvizError
+
+    w = gv.var("w", (3, 2), "float32")
+    f = compile_cuda([gv.sum(w * w)])
+    with pytest.raises(GradvizError, match="has shape"):
+        f(w=np.ones((2, 3)))
+    with pytest.raises(GradvizError, match="device array of shape"):
+        f(w=cuda.to_device(np.ones((2, 3), np.float32)))
+    with pytest.raises(GradvizError, match="float64 device array"):
+        f(w=cuda.to_device(np.ones((3, 2))))
+    with pytest.raises(GradvizError, match="no value for var 'w'"):
+        f()
+    with pytest.raises(GradvizError, match="CPU only"):
+        gv.compile([gv.sum(w)], device="cuda", points=True)

@@ -78,3 +78,14 @@ def test_gradviz_train_device_cuda_learns_xor():
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["device"] == "cuda"
     assert summary["test_accuracy"] == 1.0 and summary["train_loss"] < 0.1
+
+
+def test_a_resumed_cuda_run_ends_bit_exact(tmp_path):
+    common = dict(model="mlp", data="xor", hidden=(8,), batch=4, optimizer="adam", lr=0.05)
+    Trainer(TrainConfig(epochs=2, **common), device="cuda", checkpoint=tmp_path).run()
+    resumed = Trainer(TrainConfig(epochs=3, **common), device="cuda", checkpoint=tmp_path,
+                      resume=True).run()
+    straight = Trainer(TrainConfig(epochs=3, **common), device="cuda").run()
+    assert resumed.resumed_from_epoch == 2
+    for name, value in straight.params.items():
+        np.testing.assert_array_equal(resumed.params[name], value)
