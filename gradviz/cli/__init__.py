@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+HELP_OPTIONS = ["-h", "--help"]
+
+
 class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command is used, and turns
     every usage error into one line and exit code 2."""
@@ -41,7 +44,11 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(f"gradviz.cli.{module}"), attr)
+        command = getattr(importlib.import_module(f"gradviz.cli.{module}"), attr)
+        # The same help flags however the command is reached (click caches the help option
+        # on first use, so a command run without the group's context must not differ).
+        command.context_settings.setdefault("help_option_names", HELP_OPTIONS)
+        return command
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -80,7 +87,7 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": HELP_OPTIONS})
 @click.version_option(package_name="gradviz")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 def cli(debug: bool) -> None:

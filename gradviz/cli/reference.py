@@ -47,8 +47,8 @@ def reference_markdown() -> str:
                            for name in sorted(COMMANDS)) + "\n")
     for name in sorted(COMMANDS):
         command = cli.get_command(None, name)
-        ctx = click.Context(command, info_name=f"gradviz {name}", terminal_width=100,
-                            max_content_width=100)
+        settings = dict(command.context_settings, terminal_width=100, max_content_width=100)
+        ctx = click.Context(command, info_name=f"gradviz {name}", **settings)
         parts.append(f"## gradviz {name}\n\n```text\n{command.get_help(ctx)}\n```\n")
     return "\n".join(parts)
 
