@@ -152,3 +152,18 @@ def test_kernels_fuse_elementwise_runs_and_fold_broadcasts():
     # a value that needs the finished sum runs in a later kernel
     kernels = cpu_schedule([gv.exp(x) / gv.sum(gv.exp(x), axis=1, keepdims=True)]).kernels
     assert [k.kind for k in kernels] == ["elementwise", "elementwise"]
+
+
+def test_large_elementwise_loops_run_in_parallel_when_asked():
+    from gradviz.compiler.numba_cpu import PARALLEL_MIN, compile_cpu
+
+    rows = PARALLEL_MIN // 64
+    x, b = gv.var("x", (rows, 64), "float32"), gv.var("b", (64,), "float32")
+    outputs = [gv.sum(gv.tanh(x + b), axis=0), gv.relu(x * 3.0)]
+    f = compile_cpu(outputs, threads=2)     # compile(threads=2) would also set process threads
+    assert "prange(" in f.source and "parallel=True" in f.source
+    rng = np.random.default_rng(0)
+    env = {x: rng.normal(size=(rows, 64)), b: rng.normal(size=64)}
+    want = gv.evaluate(outputs, {k: v.astype(np.float32) for k, v in env.items()})
+    for node, value in zip(outputs, f(env)):
+        np.testing.assert_allclose(value, want[node], rtol=2e-5, atol=1e-4)
