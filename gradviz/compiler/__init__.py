@@ -9,7 +9,7 @@ docs/compiler.md.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from gradviz.errors import GradvizError
 from gradviz.ir import Graph, Node
