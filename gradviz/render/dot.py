@@ -12,13 +12,14 @@ topological order, so the DOT text is the same on every run.
 from __future__ import annotations
 
 import html
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gradviz.ir import Graph, Node
 from gradviz.render.styles import FAMILIES, style_of
-from gradviz.text import expression_text, format_number
+from gradviz.text import format_number
 
 VALUE, GRAD, LOCAL, MUTED = "#1a7f37", "#cf222e", "#0969da", "#6e7781"
 WRONG, KINK, HIGHLIGHT = "#cf222e", "#bf8700", "#8250df"
@@ -104,23 +105,39 @@ def _table(rows: list[str]) -> str:
 
 
 class Namer:
-    """Short names for nodes in captions and edge formulas: a node's own name, its expression
-    text when short, else `n<id>`."""
+    """Names for nodes in pictures and captions: a node's own name; the output is `f`; other
+    intermediate nodes get letters a, b, c, ... in topological order (skipping names in use and
+    `e`), written small in the node so that captions can refer to them."""
 
     def __init__(self, graph: Graph, output_name: str = "f"):
         self.graph = graph
         self.output = graph.outputs[0]
         self.output_name = output_name
+        taken = {n.name for n in graph.nodes if n.name} | {output_name, "e"}
+        fresh = (name for name in _letters() if name not in taken)
+        self.names: dict[Node, str] = {}
+        for node in graph.nodes:
+            if node is self.output:
+                self.names[node] = node.name or output_name
+            elif node.name:
+                self.names[node] = node.name
+            elif not node.is_leaf:
+                self.names[node] = next(fresh)
 
     def __call__(self, node: Node) -> str:
-        if node is self.output:
-            return node.name or self.output_name
-        if node.name:
-            return node.name
+        if node in self.names:
+            return self.names[node]
         if node.op == "const" and node.shape == ():
             return format_number(node.attrs["value"])
-        text = expression_text(node)
-        return text if len(text) <= 18 else f"n{self.graph.ids[node]}"
+        return f"n{self.graph.ids[node]}"
+
+
+def _letters():
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    yield from alphabet
+    for k in itertools.count(1):
+        for c in alphabet:
+            yield f"{c}{k}"
 
 
 def node_id(graph: Graph, node: Node) -> str:
@@ -169,7 +186,7 @@ def _node_rows(node: Node, marks: Marks, namer: Namer) -> list[str]:
     else:
         title = f"<B>{html.escape(gate_label(node))}</B>"
     rows = [title]
-    if node is namer.output and not node.is_leaf:
+    if not node.is_leaf:
         rows.append(_font(namer(node), MUTED, 9))
     if node.shape != ():
         rows.append(_font(f"{node.dtype} {list(node.shape)}", MUTED, 9))
@@ -193,7 +210,10 @@ def _edge_label(key, marks: Marks) -> str | None:
         rows.append(_font(f"grad {fmt(marks.edges[key])}", GRAD, 9))
     if not rows:
         return None
-    return "<" + "<BR/>".join(rows) + ">"
+    # a white cell keeps the numbers legible where the layout lets a label touch its edge
+    cells = "".join(f"<TR><TD>{r}</TD></TR>" for r in rows)
+    return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0" '
+            f'BGCOLOR="white">{cells}</TABLE>>')
 
 
 def build(graph: Graph, marks: Marks, *, clusters: bool = True, collapse: bool = False,
