@@ -177,3 +177,21 @@ def test_cli_bad_input_exit_2_and_no_file(tmp_path, monkeypatch, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_step_collapses_to_layers_loss_and_backward():
+    from gradviz.nn.models import build_model
+    from gradviz.nn.optim import get_optimizer
+    from gradviz.nn.step import build_train_step
+
+    model = build_model("mlp", (4,), 3, hidden=(8,))
+    step = build_train_step(model, 16, (4,), optimizer=get_optimizer("sgd"))
+    collapsed = draw(step.graph.outputs, collapse=True).dot
+    for box in ("<B>layer 1</B>", "<B>layer 3</B>", "<B>loss</B>", "<B>backward pass and update</B>"):
+        assert box in collapsed, box
+    assert collapsed.count("->") < 30  # page-sized: a handful of boxes and edges
+    assert ">lr<" in collapsed and ">x<" in collapsed  # inputs stay visible
+    full = draw(step.graph.outputs).dot
+    assert 'label="backward pass and update"' in full and "subgraph cluster_loss" in full
+    with pytest.raises(GradvizError, match="one scalar output"):
+        draw(step.graph.outputs, {"x": 1})

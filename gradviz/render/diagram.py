@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import html
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from gradviz.errors import GradvizError
 from gradviz.ir import Graph, Node
@@ -93,11 +93,12 @@ def check_marks(output: Node, env: Mapping) -> dict[Node, str]:
     return marks
 
 
-def draw(output: Node, env: Mapping | None = None, *, view: str = "both",
+def draw(output: Node | Sequence[Node], env: Mapping | None = None, *, view: str = "both",
          formulas: bool = False, check: bool = False, expand: bool = False,
          clusters: bool = True, collapse: bool = False, title: str | None = None,
          output_name: str = "f") -> Diagram:
-    """Draw `output`'s graph. With `env` (values for every variable) the picture carries
+    """Draw `output`'s graph (or the graph of several outputs, without values: a training
+    step's `graph.outputs`). With `env` (values for every variable) the picture carries
     forward values (green), gradients (red) and local derivatives (blue) as `view` asks:
     "both", "forward", "gradients", or "backward-graph" (the nodes autodiff built).
     `formulas` writes each edge's local derivative as a formula; `check` marks nodes whose
@@ -107,6 +108,12 @@ def draw(output: Node, env: Mapping | None = None, *, view: str = "both",
 
     if view not in VIEWS:
         raise GradvizError(f"unknown view {view!r} (choose from {', '.join(VIEWS)})")
+    if not isinstance(output, Node):  # several outputs, e.g. a training step's
+        if env is not None:
+            raise GradvizError("values and gradients are drawn for one scalar output; draw "
+                               "several outputs without values")
+        return Diagram(build(Graph(output), Marks(output_name=output_name), clusters=clusters,
+                             collapse=collapse, title=title))
     if expand:
         from gradviz.render.expand import expand_composites
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradviz.ir import Graph, Node
+from gradviz.ir import Graph, Node, toposort
 from gradviz.render.styles import FAMILIES, style_of
 from gradviz.text import format_number
 
@@ -178,6 +178,32 @@ def layer_clusters(graph: Graph) -> dict[Node, str]:
     return cluster
 
 
+LOSS, BACKWARD = "loss", "backward pass and update"
+
+
+def step_regions(graph: Graph, layers: dict[Node, str]) -> dict[Node, str]:
+    """For a graph whose later outputs are computed from the first one's gradient (a training
+    step: loss first, then new parameters), the nodes outside the first output's forward graph
+    form one region, and the forward nodes outside any layer (the loss) another."""
+    if len(graph.outputs) < 2:
+        return {}
+    forward = set(toposort(graph.outputs[0]))
+    regions: dict[Node, str] = {}
+    for node in graph.nodes:
+        if node.is_leaf or node in layers:
+            continue
+        regions[node] = LOSS if node in forward else BACKWARD
+    return regions if BACKWARD in regions.values() else {}
+
+
+def _cluster_label(key: str) -> str:
+    return key if key in (LOSS, BACKWARD) else f"layer {key}"
+
+
+def _cluster_order(key: str):
+    return ({LOSS: 1, BACKWARD: 2}.get(key, 0), _natural(key))
+
+
 def _node_rows(node: Node, marks: Marks, namer: Namer) -> list[str]:
     if node.op in ("var", "param"):
         title = f"<B>{html.escape(node.name)}</B>"
@@ -232,6 +258,8 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, collapse: bool =
     namer = Namer(graph, marks.output_name)
     hidden = hidden_nodes(graph)
     layers = layer_clusters(graph) if clusters else {}
+    if clusters:
+        layers.update(step_regions(graph, layers))
     if collapse and layers:
         return _build_collapsed(dot, graph, marks, layers, hidden)
 
@@ -240,11 +268,11 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, collapse: bool =
         if node in hidden:
             continue
         by_layer.setdefault(layers.get(node, ""), []).append(node)
-    for layer in sorted(by_layer, key=lambda k: (k != "", _natural(k))):
+    for layer in sorted(by_layer, key=lambda k: (k != "", _cluster_order(k) if k else 0)):
         target = dot
         if layer:
             target = graphviz.Digraph(f"cluster_{layer}")
-            target.attr(label=f"layer {layer}", style="rounded,dashed", color=MUTED,
+            target.attr(label=_cluster_label(layer), style="rounded,dashed", color=MUTED,
                         fontcolor=MUTED)
         for node in by_layer[layer]:
             family = style_of(node.op).family
@@ -275,31 +303,50 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, collapse: bool =
     return dot
 
 
+def _natural_id(key: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in key)
+
+
 def _natural(key: str):
     return [int(p) if p.isdigit() else p for p in key.split(".")]
 
 
 def _build_collapsed(dot, graph: Graph, marks: Marks, layers: dict[Node, str], hidden: set):
-    """One box per layer (its ops and output shape), other nodes as usual."""
+    """One box per layer (its ops and output shape), other nodes as usual. Constants and
+    dotted-name leaves (optimizer state such as `0.weight.m`) used only inside one box go into
+    it; inputs such as `x`, `target` and `lr` stay visible."""
+    layers = dict(layers)
+    users: dict[Node, set] = {}
+    for node in graph.nodes:
+        for s in node.src:
+            users.setdefault(s, set()).add(layers.get(node))
+    for node in graph.nodes:
+        if node.is_leaf and node not in layers and (node.op == "const" or "." in (node.name or "")):
+            homes = users.get(node, set())
+            if len(homes) == 1 and None not in homes:
+                layers[node] = next(iter(homes))
     def key(node: Node) -> str:
-        return f"layer_{layers[node]}" if node in layers else node_id(graph, node)
+        return f"cluster_box_{_natural_id(layers[node])}" if node in layers else node_id(graph, node)
 
     members: dict[str, list[Node]] = {}
     for node in graph.nodes:
         if node in layers:
             members.setdefault(layers[node], []).append(node)
-    for layer in sorted(members, key=_natural):
+    forward = set(toposort(graph.outputs[0]))
+    for layer in sorted(members, key=_cluster_order):
         nodes = members[layer]
         ops = [n.op for n in nodes if not n.is_leaf]
         kinds = sorted(set(ops), key=ops.index)
         params = sum(n.size for n in nodes if n.op == "param")
-        out = nodes[-1]
-        rows = [f"<B>layer {html.escape(layer)}</B>", _font(", ".join(kinds), MUTED, 9),
-                _font(f"{params:,} parameters", MUTED, 9),
-                _font(f"out {out.dtype} {list(out.shape)}", MUTED, 9)]
+        out = next((n for n in reversed(nodes) if n in forward), nodes[-1])
+        rows = [f"<B>{html.escape(_cluster_label(layer))}</B>", _font(", ".join(kinds), MUTED, 9)]
+        if params:
+            rows.append(_font(f"{params:,} parameters", MUTED, 9))
+        if layer != BACKWARD:
+            rows.append(_font(f"out {out.dtype} {list(out.shape)}", MUTED, 9))
         if out in marks.values:
             rows.append(_font(fmt(marks.values[out]), VALUE))
-        dot.node(f"layer_{layer}", _table(rows), **FAMILIES["layer"])
+        dot.node(f"cluster_box_{_natural_id(layer)}", _table(rows), **FAMILIES["layer"])
     namer = Namer(graph, marks.output_name)
     for node in graph.nodes:
         if node in layers or node in hidden:
