@@ -13,7 +13,7 @@ import click
 @click.option("--device", type=click.Choice(["numpy", "cpu", "cuda"]), default="cpu",
               show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
-              help="BLAS (and Numba) threads; 1 is fastest on a busy 2-core machine.")
+              help="BLAS threads: 2 is fastest on an idle 2-core machine, 1 on a busy one.")
 @click.option("--repeats", type=int, default=5, show_default=True,
               help="Timed runs; the median is reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

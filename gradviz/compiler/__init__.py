@@ -43,9 +43,10 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
     (default: the graph's). `updates={leaf: node}` writes each node's value into the array
     given for `leaf`. `points=True` compiles a scalar graph to run at many points at once: every
     variable takes an array (they broadcast) and each output is an array of values.
-    `threads`: None leaves thread settings alone; a number sets, for the whole process, the
-    threads of the BLAS that compiled code calls and of Numba (large elementwise loops then run
-    in parallel when it is above 1). Raises GradvizError naming primitives with no lowering.
+    `threads`: None leaves thread settings alone; a number sets, for the whole process, how many
+    threads BLAS uses (the matrix products). The generated loops stay serial: BLAS owns the
+    cores (with Numba's thread pool active too, an MLP step ran 3.5x slower on 2 cores).
+    Raises GradvizError naming primitives with no lowering.
     """
     if device not in DEVICES:
         raise GradvizError(f"cannot compile for device {device!r} (devices: {', '.join(DEVICES)})")
@@ -60,18 +61,18 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
 
     if threads is not None:
         set_threads(threads)
-    return compile_cpu(outputs, updates, dtype=dtype, threads=threads or 1, points=points)
+    return compile_cpu(outputs, updates, dtype=dtype, points=points)
 
 
 def set_threads(threads: int) -> None:
-    """Use `threads` threads in BLAS (every library loaded) and in Numba's parallel loops."""
-    import numba
+    """Use `threads` threads in BLAS (every library loaded, SciPy's included: compiled code
+    calls it). Numba's own thread pool is left unstarted: once started, its threads compete
+    with BLAS's on a small machine."""
     import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS compiled code calls, to limit it)
     from threadpoolctl import threadpool_limits
 
     if threads < 1:
         raise GradvizError(f"threads must be at least 1, got {threads}")
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=threads, user_api="blas")
 
 
