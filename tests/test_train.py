@@ -113,7 +113,7 @@ def test_devices_without_the_compiler_are_clear_errors(monkeypatch):
     with pytest.raises(GradvizError, match="unknown device"):
         resolve_device("tpu")
     monkeypatch.setattr("gradviz.nn.step._may_have_gpu", lambda: False)
-    assert resolve_device("auto") == "numpy"  # the compiled CPU step is asked for by name
+    assert resolve_device("auto") == "cpu"  # no GPU: the compiled CPU step, Numba being here
     assert resolve_device("cpu") == "cpu"
     monkeypatch.setitem(sys.modules, "gradviz.compiler", None)  # as if it were not installed
     assert resolve_device("auto") == "numpy"

@@ -132,7 +132,7 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
               help="Learning-rate schedule: step:EVERY:FACTOR or exp:FACTOR (per epoch).")
 @click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True,
               help="numpy (reference interpreter), cpu / cuda (compiled with Numba), or auto "
-                   "(cuda when there is a GPU, else numpy).")
+                   "(cuda when there is a GPU, else cpu).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initialization, shuffling and dropout.")
 @click.option("--checkpoint", metavar="DIR", help="Save a checkpoint into DIR after every epoch.")

@@ -18,6 +18,7 @@ runner given a `TrainStep` may write new parameters into the arrays fed in, and 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -209,9 +210,9 @@ class NumpyRunner:
 
 def resolve_device(device: str) -> str:
     """The device a `--device` value names. `auto` is cuda when the compiler and a GPU are
-    there, numpy otherwise: on a CPU the interpreter's NumPy calls already run BLAS, and the
-    compiled CPU step (tens of seconds to compile cold) was faster only for small layers when
-    measured (20x faster at 64-32-10, 10x slower at 64-256-128-10), so it is asked for by name."""
+    there, else the compiled CPU step when Numba is importable, else numpy. (The compiled step
+    trains the digits MLP several times faster than the interpreter, see docs/benchmarks.md;
+    its first compile takes seconds, later runs load it from the cache.)"""
     if device not in DEVICES:
         raise GradvizError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
     if device != "auto":
@@ -228,6 +229,8 @@ def resolve_device(device: str) -> str:
                 return "cuda"
         except Exception:  # noqa: BLE001 - any CUDA setup problem means "no GPU here"
             pass
+    if "cpu" in compiled and importlib.util.find_spec("numba") is not None:
+        return "cpu"
     return "numpy"
 
 
