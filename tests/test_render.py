@@ -195,3 +195,12 @@ def test_training_step_collapses_to_layers_loss_and_backward():
     assert 'label="backward pass and update"' in full and "subgraph cluster_loss" in full
     with pytest.raises(GradvizError, match="one scalar output"):
         draw(step.graph.outputs, {"x": 1})
+
+
+def test_kernels_outline_what_the_cpu_compiler_fuses(tmp_path):
+    x, w, b = gv.vars("x w b")
+    dot = draw(gv.tanh(x * w + b) * 2 + gv.sin(x), kernels=True).dot
+    assert dot.count("subgraph cluster_") == 1  # one fused elementwise loop
+    assert 'label="kernel 0: elementwise"' in dot
+    result = run("draw", "tanh(x*w+b)", "--kernels", "-o", str(tmp_path / "k.dot"))
+    assert result.exit_code == 0 and "kernel 0" in (tmp_path / "k.dot").read_text()

@@ -21,9 +21,11 @@ from gradviz.cli.common import load_expression, parse_points, require_values
 @click.option("--check", is_flag=True,
               help="Check every derivative; mark disagreements red and kinks amber.")
 @click.option("--expand", is_flag=True, help="Draw sigmoid as its gates (*-1, exp, +1, 1/x).")
+@click.option("--kernels", is_flag=True,
+              help="Outline which nodes the CPU compiler fuses into which kernel.")
 @click.option("--name", "output_name", default="f", show_default=True,
               help="What to call the output.")
-def draw(expression, at, path, fmt, view, formulas, check, expand, output_name):
+def draw(expression, at, path, fmt, view, formulas, check, expand, kernels, output_name):
     """Draw EXPRESSION as a circuit, left to right, annotated with values (green), gradients
     (red) and local derivatives (blue).
 
@@ -42,6 +44,7 @@ def draw(expression, at, path, fmt, view, formulas, check, expand, output_name):
     elif not variables:
         env = {}
     diagram = draw_diagram(output, env, view=view, formulas=formulas, check=check,
-                           expand=expand, title=expression, output_name=output_name)
+                           expand=expand, kernels=kernels, title=expression,
+                           output_name=output_name)
     diagram.render(path, fmt)
     click.echo(f"wrote {path}")

@@ -95,7 +95,8 @@ def check_marks(output: Node, env: Mapping) -> dict[Node, str]:
 
 def draw(output: Node | Sequence[Node], env: Mapping | None = None, *, view: str = "both",
          formulas: bool = False, check: bool = False, expand: bool = False,
-         clusters: bool = True, collapse: bool = False, title: str | None = None,
+         clusters: bool = True, collapse: bool = False, kernels: bool = False,
+         title: str | None = None,
          output_name: str = "f") -> Diagram:
     """Draw `output`'s graph (or the graph of several outputs, without values: a training
     step's `graph.outputs`). With `env` (values for every variable) the picture carries
@@ -103,7 +104,8 @@ def draw(output: Node | Sequence[Node], env: Mapping | None = None, *, view: str
     "both", "forward", "gradients", or "backward-graph" (the nodes autodiff built).
     `formulas` writes each edge's local derivative as a formula; `check` marks nodes whose
     derivatives disagree (red) or sit on a kink (amber); `expand` draws sigmoid as its gates;
-    `clusters`/`collapse` group (or fold) layers of a network by parameter names."""
+    `clusters`/`collapse` group (or fold) layers of a network by parameter names; `kernels`
+    groups the nodes by the compiled CPU kernel that computes them instead."""
     from gradviz.autodiff import backprop
 
     if view not in VIEWS:
@@ -113,7 +115,7 @@ def draw(output: Node | Sequence[Node], env: Mapping | None = None, *, view: str
             raise GradvizError("values and gradients are drawn for one scalar output; draw "
                                "several outputs without values")
         return Diagram(build(Graph(output), Marks(output_name=output_name), clusters=clusters,
-                             collapse=collapse, title=title))
+                             kernels=kernels, collapse=collapse, title=title))
     if expand:
         from gradviz.render.expand import expand_composites
 
@@ -123,7 +125,7 @@ def draw(output: Node | Sequence[Node], env: Mapping | None = None, *, view: str
     if env is None:
         if check or view == "backward-graph":
             raise GradvizError("this view needs values for the variables (--at)")
-        return Diagram(build(graph, marks, clusters=clusters, collapse=collapse, title=title))
+        return Diagram(build(graph, marks, clusters=clusters, kernels=kernels, collapse=collapse, title=title))
     result = backprop(output, env)
     if view == "backward-graph":
         return Diagram(_backward_graph(output, env, result, title))
@@ -137,7 +139,7 @@ def draw(output: Node | Sequence[Node], env: Mapping | None = None, *, view: str
         marks.formulas = local_marks(graph, {}, True)[1]
     if check:
         marks.checks = check_marks(output, env)
-    return Diagram(build(graph, marks, clusters=clusters, collapse=collapse, title=title))
+    return Diagram(build(graph, marks, clusters=clusters, kernels=kernels, collapse=collapse, title=title))
 
 
 def _backward_graph(output: Node, env: Mapping, result, title: str | None):

@@ -196,8 +196,22 @@ def step_regions(graph: Graph, layers: dict[Node, str]) -> dict[Node, str]:
     return regions if BACKWARD in regions.values() else {}
 
 
+KERNEL_PREFIX = "kernel "
+
+
 def _cluster_label(key: str) -> str:
-    return key if key in (LOSS, BACKWARD) else f"layer {key}"
+    return key if key in (LOSS, BACKWARD) or key.startswith(KERNEL_PREFIX) else f"layer {key}"
+
+
+def kernel_groups(graph: Graph) -> dict[Node, str]:
+    """Which compiled CPU kernel computes each node (`kernel 3: elementwise`); views cost
+    nothing (they are index arithmetic) and belong to none."""
+    from gradviz.compiler.numba_cpu import cpu_schedule
+
+    sched = cpu_schedule(list(graph.outputs))
+    width = len(str(len(sched.kernels)))
+    return {node: f"{KERNEL_PREFIX}{kernel.index:0{width}d}: {kernel.kind}"
+            for node, kernel in sched.kernel_of.items() if node in graph.ids}
 
 
 def _cluster_order(key: str):
@@ -242,7 +256,8 @@ def _edge_label(key, marks: Marks) -> str | None:
             f'BGCOLOR="white">{cells}</TABLE>>')
 
 
-def build(graph: Graph, marks: Marks, *, clusters: bool = True, collapse: bool = False,
+def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = False,
+          collapse: bool = False,
           title: str | None = None):
     """A `graphviz.Digraph` of `graph` annotated with `marks`."""
     import graphviz
@@ -257,9 +272,12 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, collapse: bool =
         dot.attr(label=caption, fontsize="12")
     namer = Namer(graph, marks.output_name)
     hidden = hidden_nodes(graph)
-    layers = layer_clusters(graph) if clusters else {}
-    if clusters:
-        layers.update(step_regions(graph, layers))
+    if kernels:
+        layers = kernel_groups(graph)
+    else:
+        layers = layer_clusters(graph) if clusters else {}
+        if clusters:
+            layers.update(step_regions(graph, layers))
     if collapse and layers:
         return _build_collapsed(dot, graph, marks, layers, hidden)
 
