@@ -289,7 +289,7 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = 
     for layer in sorted(by_layer, key=lambda k: (k != "", _cluster_order(k) if k else 0)):
         target = dot
         if layer:
-            target = graphviz.Digraph(f"cluster_{layer}")
+            target = graphviz.Digraph(f"cluster_{_natural_id(layer)}")
             target.attr(label=_cluster_label(layer), style="rounded,dashed", color=MUTED,
                         fontcolor=MUTED)
         for node in by_layer[layer]:
