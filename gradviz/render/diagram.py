@@ -59,8 +59,7 @@ def local_marks(graph: Graph, values: dict, formulas: bool) -> tuple[dict, dict]
                 locals_[(node, i)] = d
     if not locals_:
         return numbers, texts
-    known = {n: v for n, v in values.items()}
-    evaluated = evaluate(list(locals_.values()), values=known) if values else {}
+    evaluated = evaluate(list(locals_.values()), values=values) if values else {}
     for key, d in locals_.items():
         if values:
             numbers[key] = evaluated[d]
@@ -69,7 +68,7 @@ def local_marks(graph: Graph, values: dict, formulas: bool) -> tuple[dict, dict]
     return numbers, texts
 
 
-def check_marks(output: Node, env: Mapping) -> dict[Node, str]:
+def check_marks(output: Node, env: Mapping, result=None) -> dict[Node, str]:
     """Nodes whose derivatives do not check out ("wrong") or sit on a kink ("kink"): each
     node's local derivative alone (VJP rule vs finite differences vs SymPy), and each variable's
     gradient (backprop vs finite differences)."""
@@ -83,7 +82,7 @@ def check_marks(output: Node, env: Mapping) -> dict[Node, str]:
             marks[row.node] = "wrong"
         elif row.status == KINK and marks.get(row.node) != "wrong":
             marks[row.node] = "kink"
-    result = backprop(output, env)
+    result = backprop(output, env) if result is None else result
     for var, fd in numeric_grad(output, env).items():
         verdict = agrees(result.grad(var), fd)
         if verdict is False:
@@ -138,7 +137,7 @@ def draw(output: Node | Sequence[Node], env: Mapping | None = None, *, view: str
     elif formulas:
         marks.formulas = local_marks(graph, {}, True)[1]
     if check:
-        marks.checks = check_marks(output, env)
+        marks.checks = check_marks(output, env, result)
     return Diagram(build(graph, marks, clusters=clusters, kernels=kernels, collapse=collapse, title=title))
 
 
