@@ -8,7 +8,7 @@ result can be evaluated, drawn, translated to SymPy, compiled, or differentiated
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -241,13 +241,6 @@ def _scalar_backward(output: Node, order: list[Node], values: dict):
 
 
 _NO_VJP = frozenset({"var", "param", "const"})
-
-
-def gradients_at(output: Node, env: Mapping, wrt: Iterable[Node]) -> dict[Node, object]:
-    """Values of d output / d w for each w in `wrt` at the point `env`."""
-    wrt = list(wrt)
-    result = backprop(output, env)
-    return {w: result.grad(w) for w in wrt}
 
 
 def local_derivatives(node: Node) -> tuple[Node | None, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 from operator import attrgetter
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 LEAF_OPS = frozenset({"var", "param", "const"})
 DTYPES = ("float64", "float32")
@@ -108,11 +108,6 @@ def toposort(outputs: Node | Iterable[Node]) -> list[Node]:
 
 
 _uid = attrgetter("uid")
-
-
-def leaves(outputs: Node | Iterable[Node], ops: Sequence[str] = ("var", "param")) -> list[Node]:
-    """The leaf nodes of the given kinds the outputs depend on, in topological order."""
-    return [n for n in toposort(outputs) if n.op in ops]
 
 
 class Graph:
