@@ -184,10 +184,6 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
                        f"{sum(p.size for p in trainer.model.parameters()):,} parameters, "
                        f"{trainer.optimizer.name} lr {trainer.schedule.base:g}, "
                        f"device {trainer.device}")
-            if trainer.device in ("cpu", "cuda"):
-                click.echo(f"(the {trainer.device} step is compiled with Numba the first time a "
-                           "model and batch size are trained, which takes seconds; later runs "
-                           "load it from the cache)", err=True)
         result = trainer.run()
     finally:
         reporter.close()
