@@ -57,5 +57,10 @@ def test_page_command_runs(args, tmp_path, monkeypatch):
     assert target.exists()
     committed = ROOT / args[args.index("-o") + 1]
     if target.is_file():
-        # DOT layout is deterministic: the committed picture is what the command draws now
-        assert target.read_text(encoding="utf-8") == committed.read_text(encoding="utf-8")
+        # The committed picture says what the command draws now. Compared by the text it shows,
+        # not byte for byte: coordinates depend on which Graphviz (dot, graphviz-pure) lays it out.
+        assert _texts(target) == _texts(committed)
+
+
+def _texts(svg: Path) -> list[str]:
+    return sorted(re.findall(r"<text[^>]*>([^<]*)</text>", svg.read_text(encoding="utf-8")))
