@@ -233,14 +233,9 @@ def _check_settings(lr: float, eps: float, max_iter: int) -> None:
 
 
 def _start_point(variables: dict[str, Node], start: Mapping[str, float]) -> dict[str, float]:
-    missing = [n for n in variables if n not in start]
-    if missing:
-        raise GradvizError(f"no starting value for {', '.join(map(repr, missing))} "
-                           f"(give it with --from {missing[0]}=...)")
-    unknown = [n for n in start if n not in variables]
-    if unknown:
-        raise GradvizError(f"--from names {', '.join(map(repr, unknown))}, which the expression "
-                           "does not use")
+    from gradviz.cli.common import require_values
+
+    require_values(variables, start, option="--from", noun="starting value")
     point = {}
     for name in variables:
         value = float(start[name])

@@ -70,15 +70,16 @@ def load_expression(text: str):
     return output, variables
 
 
-def require_values(variables: dict, point: dict[str, float]) -> None:
-    """Every variable of the expression has a value, and every given value a variable."""
+def require_values(variables, point, option: str = "--at", noun: str = "value") -> None:
+    """Every variable of the expression has a value, and every given value a variable (the
+    messages name the `option` that gives them)."""
     missing = [name for name in variables if name not in point]
     if missing:
-        raise GradvizError(f"no value for {', '.join(repr(m) for m in missing)} "
-                           f"(give it with --at {missing[0]}=...)")
+        raise GradvizError(f"no {noun} for {', '.join(repr(m) for m in missing)} "
+                           f"(give it with {option} {missing[0]}=...)")
     unknown = [name for name in point if name not in variables]
     if unknown:
-        raise GradvizError(f"--at names {', '.join(repr(u) for u in unknown)}, which the "
+        raise GradvizError(f"{option} names {', '.join(repr(u) for u in unknown)}, which the "
                            "expression does not use")
 
 

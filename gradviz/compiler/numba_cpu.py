@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from gradviz.compiler import cache, codegen
-from gradviz.compiler.schedule import Schedule, schedule
+from gradviz.compiler.schedule import Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError, MissingValueError, ShapeError
 from gradviz.ir import Node
 
@@ -43,19 +43,6 @@ def cpu_schedule(outputs, updates=None) -> Schedule:
                     kernels={op: k.accepts for op, k in codegen.cpu_kernels.items()})
 
 
-def _names(sched: Schedule) -> dict[Node, str]:
-    names: dict[Node, str] = {}
-    for node in sched.leaves:
-        names[node] = f"a{sched.ids[node]}"
-    for node in sched.constants:
-        names[node] = f"c{sched.ids[node]}"
-    for node in sched.buffers():
-        names[node] = f"b{sched.ids[node]}"
-    for node, leaf in sched.inplace.items():
-        names[node] = names[leaf]
-    return names
-
-
 def _describe(sched: Schedule, nodes) -> str:
     parts = []
     for n in nodes:
@@ -74,7 +61,7 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
     has a fixed cost too.
     """
     chunk = chunk or CHUNK
-    names = _names(sched)
+    names = buffer_names(sched)
     jit = JIT
     lines = [PRELUDE.format(what="points" if points else "cpu", dtype=dtype),
              codegen.helpers(dtype, jit)]
@@ -161,7 +148,7 @@ class CompiledGraph:
         self.dtype = np.dtype(dtype)
         self.points = points
         self.source = generate(sched, self.dtype.name, threads, points)
-        self._names = _names(sched)
+        self._names = buffer_names(sched)
         self._leaves = sched.leaves
         self._constants = [np.ascontiguousarray(n.attrs["value"], self.dtype).reshape(-1)
                            for n in sched.constants]

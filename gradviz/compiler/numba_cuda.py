@@ -27,7 +27,7 @@ import numpy as np
 from gradviz.compiler import cache, codegen
 from gradviz.compiler.cuda_kernels import (SIMULATOR, KernelCode, LaunchConfig, cuda_kernels,
                                            grid_loop, launch_1d, unravel)
-from gradviz.compiler.schedule import Kernel, Schedule, schedule
+from gradviz.compiler.schedule import Kernel, Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError, MissingValueError, ShapeError
 from gradviz.ir import Node
 
@@ -93,19 +93,6 @@ def cuda_schedule(outputs, updates=None) -> Schedule:
                     fuse_reductions=False)
 
 
-def _names(sched: Schedule) -> dict[Node, str]:
-    names: dict[Node, str] = {}
-    for node in sched.leaves:
-        names[node] = f"a{sched.ids[node]}"
-    for node in sched.constants:
-        names[node] = f"c{sched.ids[node]}"
-    for node in sched.buffers():
-        names[node] = f"b{sched.ids[node]}"
-    for node, leaf in sched.inplace.items():
-        names[node] = names[leaf]
-    return names
-
-
 # -- elementwise kernels ------------------------------------------------------------------------
 def elementwise_kernel(k: Kernel, sched: Schedule, names: dict, cfg: LaunchConfig):
     """(parameters, KernelCode) of fused elementwise kernel `k`: one grid-stride loop; per element
@@ -164,7 +151,7 @@ def _launch(shape: tuple[int, ...]) -> str:
 
 def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
     """The module source for `sched`: one kernel per kernel of the schedule, and `run(...)`."""
-    names = _names(sched)
+    names = buffer_names(sched)
     lines = [PRELUDE.format(what="simulator" if cfg is SIMULATOR else "cuda", dtype=dtype),
              codegen.helpers(dtype, "cuda.jit(device=True)")]
     calls: list[str] = []

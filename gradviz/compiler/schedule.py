@@ -143,6 +143,22 @@ class Schedule:
         return [self.access(s) for s in node.src]
 
 
+def buffer_names(sched: Schedule) -> dict[Node, str]:
+    """The argument name of every array a generated module reads or writes: `a<id>` for leaves,
+    `c<id>` for constants, `b<id>` for buffers; an in-place update uses its leaf's array. Shared
+    by the CPU and CUDA generators."""
+    names: dict[Node, str] = {}
+    for node in sched.leaves:
+        names[node] = f"a{sched.ids[node]}"
+    for node in sched.constants:
+        names[node] = f"c{sched.ids[node]}"
+    for node in sched.buffers():
+        names[node] = f"b{sched.ids[node]}"
+    for node, leaf in sched.inplace.items():
+        names[node] = names[leaf]
+    return names
+
+
 def schedule(outputs: Iterable[Node], updates: Mapping[Node, Node] | None = None, *,
              elementwise: Iterable[str], kernels: Mapping[str, Callable],
              backend: str = "CPU", fuse_reductions: bool = True) -> Schedule:
