@@ -45,8 +45,14 @@ def _convert(node: Node, raw):
         if arr.shape != ():
             raise ShapeError(f"{node.name!r} is a scalar but got a value of shape {arr.shape}")
         return float(arr)
+    return leaf_array(node, raw)
+
+
+def leaf_array(node: Node, raw, dtype=None) -> np.ndarray:
+    """`raw` as an array of the leaf's shape, in `dtype` (default: the leaf's), or a one-line
+    error naming the leaf. Shared by the interpreter and the compiled backends."""
     try:
-        arr = np.asarray(raw, dtype=node.dtype)
+        arr = np.asarray(raw, dtype=dtype or node.dtype)
     except (TypeError, ValueError):
         raise GradvizError(f"value for {node.name!r} is not numeric") from None
     if arr.shape != node.shape:

@@ -19,7 +19,8 @@ import numpy as np
 
 from gradviz.compiler import cache, codegen
 from gradviz.compiler.schedule import Schedule, buffer_names, schedule
-from gradviz.errors import GradvizError, MissingValueError, ShapeError
+from gradviz.errors import GradvizError, MissingValueError
+from gradviz.interpret import leaf_array
 from gradviz.ir import Node
 
 # error_model="numpy": x/0 is inf or nan as in NumPy (and the interpreter), not an exception;
@@ -209,13 +210,7 @@ class CompiledGraph:
             except (TypeError, ValueError):
                 raise GradvizError(f"value for {leaf.name!r} is not a number: {raw!r}") from None
             return slot
-        try:
-            arr = np.asarray(raw, dtype=self.dtype)
-        except (TypeError, ValueError):
-            raise GradvizError(f"value for {leaf.name!r} is not numeric") from None
-        if arr.shape != leaf.shape:
-            raise ShapeError(f"{leaf.name!r} has shape {leaf.shape} but got a value of shape "
-                             f"{arr.shape}")
+        arr = leaf_array(leaf, raw, self.dtype)
         if not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr)
         return arr.reshape(-1)

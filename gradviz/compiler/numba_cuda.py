@@ -29,6 +29,7 @@ from gradviz.compiler.cuda_kernels import (SIMULATOR, KernelCode, LaunchConfig, 
                                            grid_loop, launch_1d, unravel)
 from gradviz.compiler.schedule import Kernel, Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError, MissingValueError, ShapeError
+from gradviz.interpret import leaf_array
 from gradviz.ir import Node
 
 PRELUDE = '''"""gradviz generated CUDA kernels ({what}). Do not edit: the file name is its content's hash."""
@@ -258,13 +259,7 @@ class CudaCompiledGraph:
                     raise ShapeError(f"device array for {leaf.name!r} is not C-contiguous")
                 arr = arr.reshape(max(leaf.size, 1))
             return arr
-        try:
-            host = np.asarray(raw, dtype=self.dtype)
-        except (TypeError, ValueError):
-            raise GradvizError(f"value for {leaf.name!r} is not numeric") from None
-        if host.shape != leaf.shape:
-            raise ShapeError(f"{leaf.name!r} has shape {leaf.shape} but got a value of shape "
-                             f"{host.shape}")
+        host = leaf_array(leaf, raw, self.dtype)
         slot = self._slots.get(leaf)
         if slot is None:
             slot = self._slots[leaf] = self._cuda.device_array(max(leaf.size, 1), self.dtype)
