@@ -26,14 +26,17 @@ def bind(nodes: Iterable[Node], env: Mapping) -> dict[Node, object]:
     for node in nodes:
         if node.op not in ("var", "param"):
             continue
-        if node in env:
-            raw = env[node]
-        elif node.name in env:
-            raw = env[node.name]
-        else:
-            raise MissingValueError(f"no value for {node.op} {node.name!r}")
-        values[node] = _convert(node, raw)
+        values[node] = _convert(node, lookup(node, env))
     return values
+
+
+def lookup(leaf: Node, env: Mapping):
+    """The raw value given for a leaf in `env`, by node or by name; a one-line error if none."""
+    if leaf in env:
+        return env[leaf]
+    if leaf.name in env:
+        return env[leaf.name]
+    raise MissingValueError(f"no value for {leaf.op} {leaf.name!r}")
 
 
 def _convert(node: Node, raw):

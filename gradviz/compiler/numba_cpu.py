@@ -19,8 +19,8 @@ import numpy as np
 
 from gradviz.compiler import cache, codegen
 from gradviz.compiler.schedule import Schedule, buffer_names, schedule
-from gradviz.errors import GradvizError, MissingValueError
-from gradviz.interpret import leaf_array
+from gradviz.errors import GradvizError
+from gradviz.interpret import leaf_array, lookup
 from gradviz.ir import Node
 
 # error_model="numpy": x/0 is inf or nan as in NumPy (and the interpreter), not an exception;
@@ -195,13 +195,6 @@ class CompiledGraph:
         return {"hits": hits, "misses": misses}
 
     # -- running --------------------------------------------------------------------------------
-    def _lookup(self, leaf: Node, feeds: Mapping):
-        if leaf in feeds:
-            return feeds[leaf]
-        if leaf.name in feeds:
-            return feeds[leaf.name]
-        raise MissingValueError(f"no value for {leaf.op} {leaf.name!r}")
-
     def _flat(self, leaf: Node, raw) -> np.ndarray:
         if leaf.shape == () and leaf in self._scalars and np.ndim(raw) == 0:
             slot = self._scalars[leaf]
@@ -219,7 +212,7 @@ class CompiledGraph:
         if self.points:
             return self._call_points(dict(feeds or {}, **named))
         feeds = dict(feeds or {}, **named) if named else (feeds or {})
-        values = {leaf: self._flat(leaf, self._lookup(leaf, feeds)) for leaf in self._leaves}
+        values = {leaf: self._flat(leaf, lookup(leaf, feeds)) for leaf in self._leaves}
         self._run(*values.values(), *self._constants, *self._buffers)
         return [self._output(node, values, feeds) for node in self.schedule.outputs]
 
@@ -232,7 +225,7 @@ class CompiledGraph:
         elif base in sched.inplace:
             leaf = sched.inplace[base]
             flat = values[leaf]
-            raw = self._lookup(leaf, feeds)
+            raw = lookup(leaf, feeds)
             if isinstance(raw, np.ndarray) and raw.dtype == self.dtype and \
                     np.shares_memory(raw, flat) and raw.shape == node.shape:
                 return raw
@@ -248,7 +241,7 @@ class CompiledGraph:
         return flat.reshape(node.shape).copy()
 
     def _call_points(self, feeds: Mapping) -> list:
-        raws = [np.asarray(self._lookup(leaf, feeds), dtype=self.dtype) for leaf in self._leaves]
+        raws = [np.asarray(lookup(leaf, feeds), dtype=self.dtype) for leaf in self._leaves]
         shape = np.broadcast_shapes(*(r.shape for r in raws)) if raws else ()
         flats = [np.ascontiguousarray(np.broadcast_to(r, shape)).reshape(-1) for r in raws]
         n = int(np.prod(shape, dtype=np.int64))

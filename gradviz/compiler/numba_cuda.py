@@ -28,8 +28,8 @@ from gradviz.compiler import cache, codegen
 from gradviz.compiler.cuda_kernels import (SIMULATOR, KernelCode, LaunchConfig, cuda_kernels,
                                            grid_loop, launch_1d, unravel)
 from gradviz.compiler.schedule import Kernel, Schedule, buffer_names, schedule
-from gradviz.errors import GradvizError, MissingValueError, ShapeError
-from gradviz.interpret import leaf_array
+from gradviz.errors import GradvizError, ShapeError
+from gradviz.interpret import leaf_array, lookup
 from gradviz.ir import Node
 
 PRELUDE = '''"""gradviz generated CUDA kernels ({what}). Do not edit: the file name is its content's hash."""
@@ -237,13 +237,6 @@ class CudaCompiledGraph:
         self.compile_seconds = time.perf_counter() - start
         self._run = self._module.run
 
-    def _lookup(self, leaf: Node, feeds: Mapping):
-        if leaf in feeds:
-            return feeds[leaf]
-        if leaf.name in feeds:
-            return feeds[leaf.name]
-        raise MissingValueError(f"no value for {leaf.op} {leaf.name!r}")
-
     def _device_value(self, leaf: Node, raw):
         """The flat device array holding `raw` for `leaf`."""
         if _on_device(raw):
@@ -273,7 +266,7 @@ class CudaCompiledGraph:
 
     def __call__(self, feeds: Mapping | None = None, **named) -> list:
         feeds = dict(feeds or {}, **named) if named else (feeds or {})
-        values = {leaf: self._device_value(leaf, self._lookup(leaf, feeds))
+        values = {leaf: self._device_value(leaf, lookup(leaf, feeds))
                   for leaf in self._leaves}
         self._run(*values.values(), *self._constants, *self._buffer_of.values())
         return [self._output(node, values) for node in self.schedule.outputs]
