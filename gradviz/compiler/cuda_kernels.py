@@ -229,7 +229,8 @@ def reduction(out: str, n_out: int, n_red: int, setup: list[str], value: list[st
             f"for unit in range(cuda.blockIdx.x, {n_out * split}, cuda.gridDim.x):",
             f"    o = unit // {split}",
             f"    first = (unit % {split}) * {chunk}",
-            f"    last = min(first + {chunk}, {n_red})",
+            # not min(): Numba 0.68's built-in CUDA target cannot compile its *args overload
+            f"    last = first + {chunk} if first + {chunk} < {n_red} else {n_red}",
             *_indent(setup),
             f"    acc = {combine.init}",
             f"    for r in range(first + t, last, {threads}):",
