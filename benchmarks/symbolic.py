@@ -50,7 +50,7 @@ def mlp_graph():
 def mlp_seconds() -> tuple[float, str]:
     from sympy.core.cache import clear_cache
 
-    from gradviz.symbolic import PROVED, symbolic_gradients
+    from gradviz.verify.symbolic import PROVED, symbolic_gradients
 
     out, params = mlp_graph()
     clear_cache()  # SymPy caches results; time a cold computation every repeat

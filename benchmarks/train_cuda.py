@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from numba import cuda
 
-    from gradviz.compiler.numba_cuda import simulator_enabled
+    from gradviz.compiler.cuda.backend import simulator_enabled
 
     if simulator_enabled() or not cuda.is_available():
         print("benchmarks/train_cuda.py needs a real CUDA GPU (and NUMBA_ENABLE_CUDASIM unset)",

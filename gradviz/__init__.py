@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # graph building
-    "Node": "gradviz.ir", "Graph": "gradviz.ir", "toposort": "gradviz.ir",
+    "Node": "gradviz.core.ir", "Graph": "gradviz.core.ir", "toposort": "gradviz.core.ir",
     "var": "gradviz.ops", "vars": "gradviz.ops", "param": "gradviz.ops", "const": "gradviz.ops",
     "add": "gradviz.ops", "sub": "gradviz.ops", "mul": "gradviz.ops", "div": "gradviz.ops",
     "neg": "gradviz.ops", "exp": "gradviz.ops", "log": "gradviz.ops", "sqrt": "gradviz.ops",
@@ -30,20 +30,20 @@ _EXPORTS = {
     "amax": "gradviz.ops", "softmax": "gradviz.ops", "log_softmax": "gradviz.ops",
     "softplus": "gradviz.ops", "flatten": "gradviz.ops", "dropout": "gradviz.ops",
     "maxout": "gradviz.ops",
-    "parse": "gradviz.parser",
+    "parse": "gradviz.core.parser",
     # pictures
     "draw": "gradviz.render", "Diagram": "gradviz.render",
     # running
-    "evaluate": "gradviz.interpret", "value": "gradviz.interpret",
-    "grad": "gradviz.autodiff", "backprop": "gradviz.autodiff", "adjoints": "gradviz.autodiff",
-    "Backprop": "gradviz.autodiff",
-    "numeric_grad": "gradviz.numeric", "NumericGradient": "gradviz.numeric",
+    "evaluate": "gradviz.core.interpret", "value": "gradviz.core.interpret",
+    "grad": "gradviz.core.autodiff", "backprop": "gradviz.core.autodiff", "adjoints": "gradviz.core.autodiff",
+    "Backprop": "gradviz.core.autodiff",
+    "numeric_grad": "gradviz.verify.finite_differences", "NumericGradient": "gradviz.verify.finite_differences",
     "compile": "gradviz.compiler",
     # symbolic gradients, proofs, explanations, custom ops
-    "to_sympy": "gradviz.symbolic", "from_sympy": "gradviz.symbolic",
-    "symbolic_gradients": "gradviz.symbolic",
-    "check_claim": "gradviz.check", "check_nodes": "gradviz.nodecheck",
-    "define_op": "gradviz.custom", "remove_op": "gradviz.custom",
+    "to_sympy": "gradviz.verify.symbolic", "from_sympy": "gradviz.verify.symbolic",
+    "symbolic_gradients": "gradviz.verify.symbolic",
+    "check_claim": "gradviz.verify.claims", "check_nodes": "gradviz.verify.node_checks",
+    "define_op": "gradviz.core.custom_ops", "remove_op": "gradviz.core.custom_ops",
     # errors
     "GradvizError": "gradviz.errors", "ParseError": "gradviz.errors",
     "ShapeError": "gradviz.errors",

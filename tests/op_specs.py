@@ -123,7 +123,7 @@ SPECS: list[OpSpec] = [
 
 
 
-# -- network ops (gradviz.ops.nn, gradviz.nn.losses): references are naive loops over windows --
+# -- network ops (gradviz.ops.conv, gradviz.nn.losses): references are naive loops over windows --
 def _windows_of(h, w, kernel, stride, pad=0):
     """(i, j, row slice, column slice) of every window of a padded h x w plane."""
     (kh, kw), (sh, sw) = kernel, stride
@@ -231,7 +231,7 @@ def _mask(rng, shape):
 
 def _nn_specs() -> list[OpSpec]:
     from gradviz.nn import losses
-    from gradviz.ops import nn
+    from gradviz.ops import conv as nn
 
     img, filt = (2, 2, 5, 6), (3, 2, 3, 2)
     return [

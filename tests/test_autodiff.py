@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import gradviz as gv
-from gradviz.autodiff import adjoints, local_derivatives
+from gradviz.core.autodiff import adjoints, local_derivatives
 
 
 def test_slide_circuit_x_plus_y_times_z():

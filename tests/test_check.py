@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 import gradviz as gv
-from gradviz.check import INCONCLUSIVE, REFUTED, VERIFIED, check_claim
+from gradviz.verify.claims import INCONCLUSIVE, REFUTED, VERIFIED, check_claim
 from gradviz.cli import cli
 
 SIGMOID = "1/(1+exp(-(w*x+b)))"
@@ -57,7 +57,7 @@ def test_undecided_identity_is_inconclusive_and_counts_points():
 
 
 def test_rounding_noise_does_not_refute(monkeypatch):
-    from gradviz import symbolic
+    from gradviz.verify import symbolic
 
     monkeypatch.setattr(symbolic, "is_zero", lambda expr: False)  # force the numeric route
     result = claim("x*y", "y", "x + (0.1 + 0.2 - 0.3)*y")  # 5.55e-17*y off in float64

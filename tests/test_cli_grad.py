@@ -72,7 +72,7 @@ def test_latex_flag():
 def test_wrong_sympy_rule_makes_gradients_disagree(monkeypatch):
     import sympy
 
-    from gradviz import symbolic
+    from gradviz.verify import symbolic
 
     monkeypatch.setitem(symbolic.sympy_rules, "tanh", lambda n, x: sympy.tanh(2 * x))
     result = run("grad", "tanh(x)", "--at", "x=0.3", "--json")

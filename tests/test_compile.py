@@ -9,9 +9,10 @@ import pytest
 
 
 import gradviz as gv
-from gradviz.autodiff import adjoints
-from gradviz.compiler import codegen
-from gradviz.rules import primitives
+from gradviz.core.autodiff import adjoints
+from gradviz.compiler import templates
+from gradviz.compiler.cpu import kernels
+from gradviz.core.rules import primitives
 from op_specs import SPECS
 
 IDS = [s.name for s in SPECS]
@@ -69,7 +70,7 @@ def test_compiled_matches_interpreter(compiled_rows, index):
 
 
 def test_every_primitive_has_a_lowering():
-    lowered = set(codegen.scalar_code) | set(codegen.cpu_kernels) | {
+    lowered = set(templates.scalar_code) | set(kernels.cpu_kernels) | {
         "reshape", "broadcast_to", "transpose"}
     assert set(primitives()) - lowered == set()
 
@@ -77,7 +78,7 @@ def test_every_primitive_has_a_lowering():
 def test_missing_lowering_names_the_ops(monkeypatch):
     x = gv.var("x", (3,))
     f = gv.exp(x) * gv.sin(x)
-    monkeypatch.delitem(codegen.scalar_code, "sin")
+    monkeypatch.delitem(templates.scalar_code, "sin")
     with pytest.raises(gv.GradvizError, match="no CPU lowering for sin"):
         gv.compile(f)
 
@@ -139,7 +140,7 @@ def test_bad_feeds_are_clear_errors():
 
 
 def test_kernels_fuse_elementwise_runs_and_fold_broadcasts():
-    from gradviz.compiler.numba_cpu import cpu_schedule
+    from gradviz.compiler.cpu.backend import cpu_schedule
 
     x, b = gv.var("x", (8, 4)), gv.var("b", (4,))
     out = gv.relu(gv.tanh(x + b) * 2.0 - 1.0)
@@ -155,7 +156,7 @@ def test_kernels_fuse_elementwise_runs_and_fold_broadcasts():
 
 
 def test_large_elementwise_loops_run_in_parallel_when_asked():
-    from gradviz.compiler.numba_cpu import PARALLEL_MIN, compile_cpu
+    from gradviz.compiler.cpu.backend import PARALLEL_MIN, compile_cpu
 
     rows = PARALLEL_MIN // 64
     x, b = gv.var("x", (rows, 64), "float32"), gv.var("b", (64,), "float32")

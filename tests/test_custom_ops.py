@@ -7,10 +7,10 @@ from click.testing import CliRunner
 
 import gradviz as gv
 from gradviz.cli import cli
-from gradviz.custom import define_op, defined_ops, remove_op
-from gradviz.nodecheck import OK, SYMPY_WRONG, WRONG, check_nodes
-from gradviz.numeric import numeric_grad
-from gradviz.rules import primitives
+from gradviz.core.custom_ops import define_op, defined_ops, remove_op
+from gradviz.verify.node_checks import OK, SYMPY_WRONG, WRONG, check_nodes
+from gradviz.verify.finite_differences import numeric_grad
+from gradviz.core.rules import primitives
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,7 @@ def test_custom_op_runs_everywhere_the_tables_reach():
     u = 1.5 * -0.7
     assert r.value == pytest.approx(np.sin(u ** 3) + 1.5, rel=1e-14)
     assert r.grad(x) == pytest.approx(np.cos(u ** 3) * 3 * u ** 2 * -0.7 + 1, rel=1e-12)
-    from gradviz.symbolic import PROVED, symbolic_gradients
+    from gradviz.verify.symbolic import PROVED, symbolic_gradients
     assert all(g.proof.status == PROVED for g in symbolic_gradients(f).values())
     assert str(gv.parse("cube(x) + 1")) == "cube(x) + 1"
     d2 = gv.grad(gv.grad(cube(x), x), x)  # the VJP rule built nodes, so it differentiates again

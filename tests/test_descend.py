@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from gradviz.cli import cli
-from gradviz.descend import compare, descend, parse_compare
+from gradviz.lectures.descend import compare, descend, parse_compare
 from gradviz.errors import GradvizError
 
 

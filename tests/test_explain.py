@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 import gradviz as gv
 from gradviz.cli import cli
-from gradviz.explain import MAX_PATHS, explain
+from gradviz.verify.explain import MAX_PATHS, explain
 
 NEURON = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
 NEURON_AT = {"w0": 2, "x0": -1, "w1": -3, "x1": -2, "w2": -3}

@@ -12,7 +12,7 @@ from gradviz.errors import GradvizError, ShapeError
 from gradviz.nn import (ELU, AvgPool2d, Conv2d, Dropout, Flatten, LeakyReLU, Linear, MaxPool2d,
                         Maxout, ReLU, Sequential, Sigmoid, Softmax, Step, Tanh, build_model,
                         cross_entropy, format_summary, model_from_spec, one_hot)
-from gradviz.numeric import agrees, numeric_grad
+from gradviz.verify.finite_differences import agrees, numeric_grad
 
 SLIDES_CONV20 = {"input_shape": [1, 28, 28],
                  "layers": [{"type": "conv2d", "channels": 20, "kernel": 5}]}

@@ -6,9 +6,9 @@ import pytest
 import gradviz as gv
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.nn import losses
-from gradviz.numeric import agrees, numeric_grad
-from gradviz.ops import nn
-from gradviz.rules import kinks
+from gradviz.verify.finite_differences import agrees, numeric_grad
+from gradviz.ops import conv as nn
+from gradviz.core.rules import kinks
 
 
 def _check_second_order(build, shapes, seed=0):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import gradviz as gv
-from gradviz.numeric import KINK, OK, UNDEFINED, agrees, numeric_grad, step_size
+from gradviz.verify.finite_differences import KINK, OK, UNDEFINED, agrees, numeric_grad, step_size
 from op_specs import KINKS
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import gradviz as gv
-from gradviz.numeric import agrees, numeric_grad
-from gradviz.rules import primitives
+from gradviz.verify.finite_differences import agrees, numeric_grad
+from gradviz.core.rules import primitives
 from op_specs import SPECS
 
 IDS = [s.name for s in SPECS]
@@ -84,7 +84,7 @@ def test_nodes_are_frozen():
 def test_fast_scalar_backprop_equals_the_backward_graph(spec):
     """`backprop` on float64 scalars uses `scalar_vjp_rules`; it must give bit for bit what
     evaluating the backward graph gives."""
-    from gradviz.autodiff import adjoints
+    from gradviz.core.autodiff import adjoints
 
     nodes = spec.nodes()
     out = spec.build(*nodes)

@@ -4,7 +4,7 @@ import pytest
 
 import gradviz as gv
 from gradviz.errors import GradvizError
-from gradviz.ir import Graph
+from gradviz.core.ir import Graph
 from gradviz.nn.optim import OPTIMIZERS, LRSchedule, get_optimizer, l2_term
 from gradviz.nn.step import NumpyRunner
 

@@ -5,7 +5,7 @@ import pytest
 
 import gradviz as gv
 from gradviz.errors import ParseError
-from gradviz.parser import MAX_NESTING, parse
+from gradviz.core.parser import MAX_NESTING, parse
 
 
 def val(text, **at):

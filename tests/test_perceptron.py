@@ -1,10 +1,10 @@
-"""Tests for gradviz.perceptron: the slides' worked examples, the gates, XOR's failure."""
+"""Tests for gradviz.lectures.perceptron: the slides' worked examples, the gates, XOR's failure."""
 import numpy as np
 import pytest
 
 from gradviz.data import load_dataset
 from gradviz.errors import GradvizError
-from gradviz.perceptron import (format_line, format_trace, hardlim, move_line, perceptron_update,
+from gradviz.lectures.perceptron import (format_line, format_trace, hardlim, move_line, perceptron_update,
                                 predict, train_perceptron)
 
 # Hagan, Neural Network Design, ch. 4: the learning-rule test problem, no bias, w0 = [1, -0.8]

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 
 from gradviz.cli import cli
 from gradviz.errors import GradvizError
-from gradviz.regions import DecisionRegions, FrameWriter
-from gradviz.train import TrainConfig, Trainer
+from gradviz.lectures.regions import DecisionRegions, FrameWriter
+from gradviz.nn.training import TrainConfig, Trainer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

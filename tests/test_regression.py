@@ -9,7 +9,7 @@ from gradviz.cli import cli
 from gradviz.data import load_dataset
 from gradviz.data.synthetic import make_heights
 from gradviz.errors import GradvizError
-from gradviz.regression import Table, cost, fit_linear, load_table
+from gradviz.lectures.regression import Table, cost, fit_linear, load_table
 
 
 def run(*args):
@@ -130,7 +130,7 @@ def test_csv_needs_a_target(tmp_path):
 
 
 def test_linear_model_trains_on_heights_to_the_least_squares_loss():
-    from gradviz.train import TrainConfig, Trainer
+    from gradviz.nn.training import TrainConfig, Trainer
 
     config = TrainConfig(model="linear", data="heights", optimizer="sgd", lr=0.05, epochs=40,
                          batch=20)

@@ -12,7 +12,7 @@ from gradviz.render.dot import gate_label
 from gradviz.render.expand import expand_composites
 from gradviz.render.steps import backprop_frames
 from gradviz.render.styles import node_style
-from gradviz.rules import primitives
+from gradviz.core.rules import primitives
 
 GOLDEN = Path(__file__).parent / "golden"
 NEURON = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
@@ -78,7 +78,7 @@ def test_backward_graph_view_links_gradients_to_variables():
 
 
 def test_check_marks_kinks_amber_and_wrong_rules_red():
-    from gradviz.custom import define_op, remove_op
+    from gradviz.core.custom_ops import define_op, remove_op
 
     x, y = gv.vars("x y")
     assert "#bf8700" in draw(gv.relu(x) * y, {"x": 0, "y": 1}, check=True).dot
@@ -198,7 +198,7 @@ def test_training_step_collapses_to_layers_loss_and_backward():
 
 
 def test_kernels_outline_what_the_cpu_compiler_fuses(tmp_path):
-    from gradviz.compiler.numba_cpu import cpu_schedule
+    from gradviz.compiler.cpu.backend import cpu_schedule
 
     x, w, b = gv.vars("x w b")
     f = gv.tanh(x * w + b) * 2 + gv.sin(x)

@@ -7,8 +7,8 @@ import sympy as sp
 
 import gradviz as gv
 from gradviz.errors import GradvizError
-from gradviz.rules import primitives
-from gradviz.symbolic import (DIFFERENT, NOT_PROVED, PROVED, TENSOR_ONLY, diff, evaluate,
+from gradviz.core.rules import primitives
+from gradviz.verify.symbolic import (DIFFERENT, NOT_PROVED, PROVED, TENSOR_ONLY, diff, evaluate,
                               formula_text, from_sympy, is_zero, prove_equal, symbol,
                               symbolic_gradients, sympy_rules, to_sympy)
 from op_specs import SPECS
@@ -97,7 +97,7 @@ def test_prove_equal_statuses():
 
 
 def test_prove_equal_falls_back_to_random_points(monkeypatch):
-    from gradviz import symbolic
+    from gradviz.verify import symbolic
 
     monkeypatch.setattr(symbolic, "is_zero", lambda expr: False)
     x = symbol("x")
@@ -184,7 +184,7 @@ def test_time_budget_stops_a_runaway_computation_and_restores_the_signal():
     import signal
     import time
 
-    from gradviz.symbolic import _within
+    from gradviz.verify.symbolic import _within
 
     def forever():
         while True:

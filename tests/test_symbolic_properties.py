@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import gradviz as gv
-from gradviz.numeric import agrees, numeric_grad
-from gradviz.symbolic import DIFFERENT, symbolic_gradients
+from gradviz.verify.finite_differences import agrees, numeric_grad
+from gradviz.verify.symbolic import DIFFERENT, symbolic_gradients
 
 X, Y, Z = gv.vars("x y z")
 

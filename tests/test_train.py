@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 import gradviz as gv
-from gradviz import checkpoint as ckpt
+from gradviz.nn import checkpoints as ckpt
 from gradviz.errors import GradvizError
 from gradviz.data import load_dataset
 from gradviz.nn.optim import get_optimizer
 from gradviz.nn.step import (NumpyRunner, build_eval_step, build_train_step, correct_count,
                              first_nonfinite, make_runner, resolve_device)
-from gradviz.numeric import numeric_grad
-from gradviz.train import NonFiniteLoss, TrainConfig, Trainer
+from gradviz.verify.finite_differences import numeric_grad
+from gradviz.nn.training import NonFiniteLoss, TrainConfig, Trainer
 
 
 class TinyMLP:
@@ -245,7 +245,7 @@ def test_non_finite_loss_on_an_in_place_device_is_traced_from_the_values_before_
         monkeypatch):
     from gradviz.nn.step import TrainStep
 
-    monkeypatch.setattr("gradviz.train.make_runner", lambda target, device: InPlaceRunner(
+    monkeypatch.setattr("gradviz.nn.training.make_runner", lambda target, device: InPlaceRunner(
         target) if isinstance(target, TrainStep) else NumpyRunner(target))
     ds = load_dataset("and", dtype=np.float64)
     config = _config(data="and", epochs=3, batch=4, optimizer="sgd")
@@ -269,7 +269,7 @@ def test_the_slides_xor_story_one_perceptron_fails_two_layers_succeed():
 def test_mlp_learns_digits_and_the_checkpoint_predicts_raw_inputs(tmp_path):
     from sklearn.datasets import load_digits
 
-    from gradviz.train import TrainedModel
+    from gradviz.nn.training import TrainedModel
 
     config = TrainConfig(model="mlp", data="digits", hidden=(64,), epochs=8, lr=0.003)
     result = Trainer(config, device="numpy", checkpoint=tmp_path).run()

@@ -12,9 +12,9 @@ from gradviz.errors import GradvizError
 
 def claim_report(expression: str, wrt: str, claim: str, at: dict[str, float]):
     """Parse the expression and the claim (sharing variables) and check the claim."""
-    from gradviz.check import check_claim
+    from gradviz.verify.claims import check_claim
     from gradviz.errors import ParseError
-    from gradviz.parser import parse
+    from gradviz.core.parser import parse
 
     output, variables = load_expression(expression)
     names = parse_names(wrt)

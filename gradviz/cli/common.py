@@ -63,7 +63,7 @@ def parse_names(text: str | None) -> list[str]:
 
 def load_expression(text: str):
     """Parse an expression string; returns (output node, {name: variable node})."""
-    from gradviz.parser import parse
+    from gradviz.core.parser import parse
 
     variables: dict = {}
     output = parse(text, variables)

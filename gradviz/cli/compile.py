@@ -11,7 +11,7 @@ from gradviz.errors import GradvizError
 
 
 def _outputs(expression: str, wrt: str | None, grad: bool):
-    from gradviz.autodiff import grad as grad_of
+    from gradviz.core.autodiff import grad as grad_of
 
     output, variables = load_expression(expression)
     names = parse_names(wrt) or list(variables)
@@ -38,7 +38,7 @@ def compile_command(expression: str, emit_source: bool, wrt: str | None, no_grad
     """Compile EXPRESSION (value and gradients) to a vectorized CPU kernel that evaluates it at
     many points at once. Shows which nodes fused into which kernel, or the source."""
     from gradviz.compiler import source
-    from gradviz.compiler.numba_cpu import cpu_schedule
+    from gradviz.compiler.cpu.backend import cpu_schedule
 
     outputs, names = _outputs(expression, wrt, not no_grad)
     if emit_source:

@@ -12,6 +12,6 @@ def demo(out: str, quick: bool) -> int:
     """Run the lecture examples end to end: the chain-rule circuits with their gradients,
     explanations, checks, diagrams and backprop frames, the perceptron rule, gradient descent,
     LeNet-5's table and two small trainings."""
-    from gradviz.demo import run_demo
+    from gradviz.lectures.demo import run_demo
 
     return run_demo(out, quick)

@@ -117,9 +117,9 @@ def descend(expression, start, lr, optimizer, eps, max_iter, compare, digits, ro
     Exit code 1 when a single run does not converge (it oscillates, diverges, falls without
     bound, or reaches --max-iter).
     """
-    from gradviz.descend import compare as compare_runs
-    from gradviz.descend import descend as run_descent
-    from gradviz.descend import parse_compare, plot_paths
+    from gradviz.lectures.descend import compare as compare_runs
+    from gradviz.lectures.descend import descend as run_descent
+    from gradviz.lectures.descend import parse_compare, plot_paths
 
     point = parse_points(start)
     if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):

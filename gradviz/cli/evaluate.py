@@ -16,7 +16,7 @@ def evaluation_report(checkpoint: str, data: str | None, target: str | None, spl
                       seed: int | None) -> dict:
     """The `evaluate --json` object for a checkpoint on `split` of `data` (default: the data set
     it was trained on, split with its seed, so `test` is the held-out part)."""
-    from gradviz.train import TrainedModel, load_data
+    from gradviz.nn.training import TrainedModel, load_data
 
     trained = TrainedModel(checkpoint)
     config = trained.config

@@ -27,7 +27,7 @@ def explain(expression: str, wrt: str, at: tuple[str, ...], digits: int, latex: 
       gradviz explain "1/(1+exp(-(w0*x0+w1*x1+w2)))" --wrt w0 \\
           --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3
     """
-    from gradviz.explain import explain as explain_
+    from gradviz.verify.explain import explain as explain_
 
     output, variables = load_expression(expression)
     names = parse_names(wrt)

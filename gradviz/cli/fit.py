@@ -56,7 +56,7 @@ def fit(data, target, loss, optimizer, lr, eps, max_iter, start, raw, predict, a
     gradviz fit heights --at b=3,w=0.2          (the slides' first guess: RMSE 31.86411)
     gradviz fit my.csv --target price --plot fit.png
     """
-    from gradviz.regression import cost, fit_linear, load_table, plot_fit, variable_names
+    from gradviz.lectures.regression import cost, fit_linear, load_table, plot_fit, variable_names
 
     table = load_table(data, target)
     if at:

@@ -19,9 +19,9 @@ def gradient_report(expression: str, at: dict[str, float], wrt: list[str],
     """The `grad --json` object: value, and per variable the backprop, numeric and symbolic
     derivatives, the simplified formula (and its LaTeX when `latex`); with `nodes`, each node's
     local derivative checked on its own (`nodes`, and `wrong_node` naming the first bad one)."""
-    from gradviz.autodiff import backprop
-    from gradviz.numeric import agrees, numeric_grad
-    from gradviz.symbolic import symbolic_gradients
+    from gradviz.core.autodiff import backprop
+    from gradviz.verify.finite_differences import agrees, numeric_grad
+    from gradviz.verify.symbolic import symbolic_gradients
 
     output, variables = load_expression(expression)
     require_values(variables, at)
@@ -72,7 +72,7 @@ def gradient_report(expression: str, at: dict[str, float], wrt: list[str],
     if symbolic_error is not None:
         report["symbolic_error"] = symbolic_error
     if nodes:
-        from gradviz.nodecheck import check_nodes
+        from gradviz.verify.node_checks import check_nodes
 
         checks = check_nodes(output, at)
         report["nodes"] = checks.to_json()
@@ -154,7 +154,7 @@ def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool,
     else:
         print_table(report)
         if nodes:
-            from gradviz.nodecheck import node_table
+            from gradviz.verify.node_checks import node_table
 
             click.echo("")
             click.echo(node_table(report["nodes"]))

@@ -88,7 +88,7 @@ def perceptron(data, target, samples, w0, b0, lr, no_bias, epochs, line, point, 
 
     Exit code 1 when the rule does not separate the data within --epochs.
     """
-    from gradviz.perceptron import format_line, format_trace, move_line, train_perceptron
+    from gradviz.lectures.perceptron import format_line, format_trace, move_line, train_perceptron
 
     if line is not None:
         if point is None or label is None:

@@ -86,7 +86,7 @@ class ConsoleReporter:
 
 
 def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: str | None):
-    from gradviz.train import TrainConfig
+    from gradviz.nn.training import TrainConfig
 
     given = {field: options[opt] for opt, field in CONFIG_OPTIONS.items()
              if ctx.get_parameter_source(opt) not in (ParameterSource.DEFAULT, None)}
@@ -95,7 +95,7 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
     if resume:
         if checkpoint is None:
             raise GradvizError("--resume needs --checkpoint DIR")
-        from gradviz import checkpoint as ckpt
+        from gradviz.nn import checkpoints as ckpt
 
         meta = ckpt.load(checkpoint).meta
         try:
@@ -159,7 +159,7 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     gradviz train --checkpoint run1 --resume --epochs 30
     gradviz train -m mlp -d moons --hidden 16 --plot-regions moons.png --frames moons-frames
     """
-    from gradviz.train import Trainer, plot_curves
+    from gradviz.nn.training import Trainer, plot_curves
 
     options = dict(model=model, data=data, target=target, hidden=hidden, epochs=epochs,
                    batch=batch, lr=lr, optimizer=optimizer and optimizer.lower(), l2=l2,
@@ -171,7 +171,7 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):
         raise GradvizError(f"--plot writes .png, .svg or .pdf files, not {plot!r}")
     if plot_regions is not None:
-        from gradviz.regions import image_format
+        from gradviz.lectures.regions import image_format
 
         image_format(plot_regions)
     reporter = ConsoleReporter(as_json)
@@ -229,7 +229,7 @@ def _regions(trainer, config, plot_regions: str | None, frames: str | None):
     --frames, the trainer draws a frame after every epoch."""
     if plot_regions is None and frames is None:
         return None, None
-    from gradviz.regions import DecisionRegions, FrameWriter
+    from gradviz.lectures.regions import DecisionRegions, FrameWriter
 
     regions = DecisionRegions(trainer.model, trainer.dataset)
     writer = None

@@ -3,16 +3,17 @@
     f = gv.compile([loss, *gv.grad(loss, [w, b])])      # device="cpu"
     loss_value, gw, gb = f(x=xs, w=w0, b=b0)
 
-`schedule` partitions a graph into kernels, `codegen` writes their source from tables keyed by
-primitive, `numba_cpu` compiles and runs it, `cache` keeps the generated modules on disk. See
-docs/compiler.md.
+`schedule` partitions a graph into kernels; `templates` (elementwise code shared by both backends)
+and `cpu/kernels` or `cuda/kernels` write their source from tables keyed by primitive;
+`cpu/backend` or `cuda/backend` compiles and runs it; `cache` keeps the generated modules on disk.
+See docs/compiler.md.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
 from gradviz.errors import GradvizError
-from gradviz.ir import Graph, Node
+from gradviz.core.ir import Graph, Node
 
 DEVICES = ("cpu", "cuda")
 
@@ -51,13 +52,13 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
     if device not in DEVICES:
         raise GradvizError(f"cannot compile for device {device!r} (devices: {', '.join(DEVICES)})")
     outputs, updates = _outputs_and_updates(graph_or_outputs, updates)
-    if device == "cuda":  # see gradviz/compiler/numba_cuda.py and docs/gpu.md
+    if device == "cuda":  # see gradviz/compiler/cuda/backend.py and docs/gpu.md
         if points:
             raise GradvizError("points=True compiles for the CPU only")
-        from gradviz.compiler.numba_cuda import compile_cuda
+        from gradviz.compiler.cuda.backend import compile_cuda
 
         return compile_cuda(outputs, updates, dtype=dtype)
-    from gradviz.compiler.numba_cpu import compile_cpu
+    from gradviz.compiler.cpu.backend import compile_cpu
 
     if threads is not None:
         set_threads(threads)
@@ -78,7 +79,7 @@ def set_threads(threads: int) -> None:
 
 def source(graph_or_outputs, dtype: str | None = None, *, points: bool = False) -> str:
     """The Python source `compile` would generate for the CPU (nothing is compiled)."""
-    from gradviz.compiler.numba_cpu import cpu_schedule, generate, pick_dtype
+    from gradviz.compiler.cpu.backend import cpu_schedule, generate, pick_dtype
 
     outputs, updates = _outputs_and_updates(graph_or_outputs, None)
     sched = cpu_schedule(outputs, updates)

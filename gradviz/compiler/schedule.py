@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
 from gradviz.errors import GradvizError
-from gradviz.ir import Node, toposort
+from gradviz.core.ir import Node, toposort
 
 VIEW_OPS = frozenset({"reshape", "broadcast_to", "transpose"})
 # Reductions that can ride along in the elementwise loop over their input, accumulating into
@@ -180,7 +180,7 @@ def schedule(outputs: Iterable[Node], updates: Mapping[Node, Node] | None = None
                       and n.op not in elementwise and n.op not in kernels})
     if missing:
         raise GradvizError(f"no {backend} lowering for {', '.join(missing)} "
-                           "(add one to gradviz/compiler/codegen.py)")
+                           "(add one to gradviz/compiler/cpu/kernels.py)")
     builder = _Builder(order, elementwise, kernels, fuse_reductions)
     builder.materialize(outputs, updates)
     builder.group()

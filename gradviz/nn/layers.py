@@ -11,11 +11,11 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from gradviz.errors import GradvizError, ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops import (add, broadcast_to, elu, leaky_relu, matmul, relu, reshape, sigmoid, step,
                          tanh, var)
 from gradviz.ops.leaves import _check_dtype
-from gradviz.ops.nn import (avg_pool2d, conv2d, dropout, flatten, max_pool2d, maxout, softmax,
+from gradviz.ops.conv import (avg_pool2d, conv2d, dropout, flatten, max_pool2d, maxout, softmax,
                             _pair)
 from gradviz.nn.module import Module, SummaryRow, check_input
 

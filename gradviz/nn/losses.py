@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from gradviz.errors import GradvizError, ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops import add, const, log_softmax, mean, mul, neg, softplus, sqrt, sub
 from gradviz.ops import sum as sum_
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradviz.errors import GradvizError, ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops import param, var
 
 

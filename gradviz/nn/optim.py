@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from gradviz.errors import GradvizError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops import abs_, add, div, maximum, mul, sqrt, sub, var
 
 

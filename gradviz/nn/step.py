@@ -26,10 +26,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from gradviz.autodiff import grad
+from gradviz.core.autodiff import grad
 from gradviz.errors import GradvizError
-from gradviz.interpret import evaluate
-from gradviz.ir import Graph, Node
+from gradviz.core.interpret import evaluate
+from gradviz.core.ir import Graph, Node
 from gradviz.nn.optim import Optimizer, l2_term
 from gradviz.ops import add, mul, step, sub, sum as sum_, var
 

@@ -1,14 +1,14 @@
-"""Op builders. Importing this package registers every primitive in `gradviz.rules` and gives
+"""Op builders. Importing this package registers every primitive in `gradviz.core.rules` and gives
 `Node` its Python operators (`+ - * / ** @`, unary `-`, `abs()`)."""
 from __future__ import annotations
 
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops.elementwise import (abs_, add, cos, div, elu, exp, leaky_relu, log, maximum,
                                      minimum, mul, neg, pow_, relu, sigmoid, sign, sin, sqrt, step,
                                      sub, tanh)
 from gradviz.ops.leaves import const, lift, param, var, vars
 from gradviz.ops.linalg import matmul
-from gradviz.ops.nn import (amax, avg_pool2d, conv2d, dropout, flatten, log_softmax, max_pool2d,
+from gradviz.ops.conv import (amax, avg_pool2d, conv2d, dropout, flatten, log_softmax, max_pool2d,
                             maxout, softmax, softplus)
 from gradviz.ops.reduce import mean, sum
 from gradviz.ops.shape import broadcast_to, make, reshape, sum_to, transpose

@@ -17,10 +17,10 @@ from types import MappingProxyType
 import numpy as np
 
 from gradviz.errors import ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops.leaves import const, const_value, lift
 from gradviz.ops.shape import broadcast_to, make
-from gradviz.rules import primitive
+from gradviz.core.rules import primitive
 
 
 # -- shape rules --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from gradviz.errors import GradvizError, ShapeError
-from gradviz.ir import DTYPES, Node
+from gradviz.core.ir import DTYPES, Node
 
 
 def _check_dtype(dtype: str) -> str:

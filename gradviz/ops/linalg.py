@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from gradviz.errors import ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops.shape import make, reshape, transpose
-from gradviz.rules import primitive
+from gradviz.core.rules import primitive
 
 
 def _matmul_shape(a: Node, b: Node):

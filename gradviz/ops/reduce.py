@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from gradviz.errors import ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops.shape import broadcast_to, make, reshape
-from gradviz.rules import primitive
+from gradviz.core.rules import primitive
 
 
 def _normalize_axes(x: Node, axis) -> tuple[int, ...]:

@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 
 from gradviz.errors import ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops.leaves import _check_shape
-from gradviz.rules import primitive
+from gradviz.core.rules import primitive
 
 
 def make(op: str, *src: Node, name: str | None = None, **attrs) -> Node:
     """Build a node of primitive `op`, checking operands with its shape rule."""
-    from gradviz.rules import shape_rules
+    from gradviz.core.rules import shape_rules
 
     shape, dtype = shape_rules[op](*src, **attrs)
     return Node(op, src, attrs, shape, dtype, name)

@@ -5,7 +5,7 @@ import html
 from typing import Mapping, Sequence
 
 from gradviz.errors import GradvizError
-from gradviz.ir import Graph, Node
+from gradviz.core.ir import Graph, Node
 from gradviz.render import backend
 from gradviz.render.dot import FAMILIES, MUTED, Marks, Namer, _font, _table, build, fmt, \
     gate_label, node_id
@@ -46,8 +46,8 @@ class Diagram:
 def local_marks(graph: Graph, values: dict, formulas: bool) -> tuple[dict, dict]:
     """Local derivative d user / d operand on every edge of the scalar nodes: numbers (and
     formula text when asked)."""
-    from gradviz.autodiff import local_derivatives
-    from gradviz.interpret import evaluate
+    from gradviz.core.autodiff import local_derivatives
+    from gradviz.core.interpret import evaluate
 
     numbers, texts = {}, {}
     locals_: dict[tuple[Node, int], Node] = {}
@@ -72,9 +72,9 @@ def check_marks(output: Node, env: Mapping, result=None) -> dict[Node, str]:
     """Nodes whose derivatives do not check out ("wrong") or sit on a kink ("kink"): each
     node's local derivative alone (VJP rule vs finite differences vs SymPy), and each variable's
     gradient (backprop vs finite differences)."""
-    from gradviz.autodiff import backprop
-    from gradviz.nodecheck import check_nodes
-    from gradviz.numeric import KINK, agrees, numeric_grad
+    from gradviz.core.autodiff import backprop
+    from gradviz.verify.node_checks import check_nodes
+    from gradviz.verify.finite_differences import KINK, agrees, numeric_grad
 
     marks: dict[Node, str] = {}
     for row in check_nodes(output, env).rows:
@@ -105,7 +105,7 @@ def draw(output: Node | Sequence[Node], env: Mapping | None = None, *, view: str
     derivatives disagree (red) or sit on a kink (amber); `expand` draws sigmoid as its gates;
     `clusters`/`collapse` group (or fold) layers of a network by parameter names; `kernels`
     groups the nodes by the compiled CPU kernel that computes them instead."""
-    from gradviz.autodiff import backprop
+    from gradviz.core.autodiff import backprop
 
     if view not in VIEWS:
         raise GradvizError(f"unknown view {view!r} (choose from {', '.join(VIEWS)})")
@@ -146,7 +146,7 @@ def _backward_graph(output: Node, env: Mapping, result, title: str | None):
     a dotted edge from each variable's gradient node to the variable."""
     import graphviz
 
-    from gradviz.interpret import evaluate
+    from gradviz.core.interpret import evaluate
 
     adj = result.adjoints
     forward = set(result.graph.nodes)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradviz.ir import Graph, Node, toposort
+from gradviz.core.ir import Graph, Node, toposort
 from gradviz.render.styles import FAMILIES, style_of
-from gradviz.text import format_number
+from gradviz.core.text import format_number
 
 VALUE, GRAD, LOCAL, MUTED = "#1a7f37", "#cf222e", "#0969da", "#6e7781"
 WRONG, KINK, HIGHLIGHT = "#cf222e", "#bf8700", "#8250df"
@@ -206,7 +206,7 @@ def _cluster_label(key: str) -> str:
 def kernel_groups(graph: Graph) -> dict[Node, str]:
     """Which compiled CPU kernel computes each node (`kernel 3: elementwise`); views cost
     nothing (they are index arithmetic) and belong to none."""
-    from gradviz.compiler.numba_cpu import cpu_schedule
+    from gradviz.compiler.cpu.backend import cpu_schedule
 
     sched = cpu_schedule(list(graph.outputs))
     width = len(str(len(sched.kernels)))

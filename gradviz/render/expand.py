@@ -2,7 +2,7 @@
 `*-1 -> exp -> +1 -> 1/x`."""
 from __future__ import annotations
 
-from gradviz.ir import Node, toposort
+from gradviz.core.ir import Node, toposort
 
 
 def _sigmoid_gates(x: Node) -> Node:

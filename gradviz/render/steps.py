@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 from gradviz.errors import GradvizError
-from gradviz.ir import Graph, Node
+from gradviz.core.ir import Graph, Node
 from gradviz.render import backend
 from gradviz.render.dot import Marks, Namer, build, fmt
 from gradviz.render.html import stepper_page
@@ -33,7 +33,7 @@ class Frame:
 
 def backprop_frames(output: Node, env: Mapping, output_name: str = "f") -> tuple[Graph, list[Frame]]:
     """The frames of backprop through `output`'s graph at the point `env`."""
-    from gradviz.autodiff import backprop
+    from gradviz.core.autodiff import backprop
     from gradviz.render.diagram import local_marks
 
     if output.shape != ():

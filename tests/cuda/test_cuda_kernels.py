@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 import gradviz as gv
-from gradviz.autodiff import adjoints
-from gradviz.compiler import codegen
-from gradviz.compiler.cuda_kernels import LaunchConfig, Tile, cuda_kernels
-from gradviz.compiler.numba_cuda import compile_cuda, simulator_enabled
-from gradviz.ops import nn
-from gradviz.rules import primitives
+from gradviz.core.autodiff import adjoints
+from gradviz.compiler import templates
+from gradviz.compiler.cuda.kernels import LaunchConfig, Tile, cuda_kernels
+from gradviz.compiler.cuda.backend import compile_cuda, simulator_enabled
+from gradviz.ops import conv as nn
+from gradviz.core.rules import primitives
 from op_specs import SPECS
 
 IDS = [s.name for s in SPECS]
@@ -63,7 +63,7 @@ def test_cuda_matches_interpreter(compiled_rows, index):
 
 
 def test_every_primitive_has_a_cuda_lowering():
-    lowered = set(codegen.scalar_code) | set(cuda_kernels) | {"reshape", "broadcast_to",
+    lowered = set(templates.scalar_code) | set(cuda_kernels) | {"reshape", "broadcast_to",
                                                                "transpose"}
     assert set(primitives()) - lowered == set()
 

@@ -11,9 +11,9 @@ import types
 import pytest
 
 import gradviz as gv
-from gradviz.compiler.cuda_kernels import LaunchConfig
-from gradviz.compiler.numba_cuda import cuda_schedule, generate, simulator_enabled
-from gradviz.ops import nn
+from gradviz.compiler.cuda.kernels import LaunchConfig
+from gradviz.compiler.cuda.backend import cuda_schedule, generate, simulator_enabled
+from gradviz.ops import conv as nn
 
 pytestmark = pytest.mark.nvvm
 

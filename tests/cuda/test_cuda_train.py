@@ -12,7 +12,7 @@ from gradviz.nn import layers as L
 from gradviz.nn.models import build_model
 from gradviz.nn.optim import get_optimizer
 from gradviz.nn.step import build_train_step, encode_targets
-from gradviz.train import TrainConfig, Trainer
+from gradviz.nn.training import TrainConfig, Trainer
 
 
 def _feeds(step, model, rng):

@@ -16,7 +16,7 @@ from typing import Callable
 
 from gradviz import ops
 from gradviz.errors import ParseError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 
 MAX_LENGTH = 100_000        # characters
 MAX_NESTING = 150           # parentheses / call nesting (Python's own parser stops at 200)

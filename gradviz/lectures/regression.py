@@ -1,13 +1,13 @@
 """Linear regression by gradient descent, as on the slides: weight = b + w * height.
 
-    from gradviz.regression import fit_linear, load_table
+    from gradviz.lectures.regression import fit_linear, load_table
     table = load_table("heights")
     fit = fit_linear(table)
     fit.intercept, fit.coefficients, fit.loss        # 4.057, {'height': 0.3769}, 1.00795
     fit.predict([174.0])                             # 69.6376
 
 The loss (`LOSSES`: the slides' RMSE, the MSE, or the quadratic cost 1/(2n) sum (t - a)**2) is a
-gradviz graph over the data, and `gradviz.descend.descend` minimizes it with gradviz's own
+gradviz graph over the data, and `gradviz.lectures.descend.descend` minimizes it with gradviz's own
 gradients. By default the features are standardized first (z = (x - mean) / std) and the
 coefficients converted back: on raw heights around 174 cm the loss is a valley about 10**5 times
 longer than it is wide, and plain gradient descent crawls along it (`standardize=False` shows it).
@@ -20,9 +20,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from gradviz.descend import Descent, descend
+from gradviz.lectures.descend import Descent, descend
 from gradviz.errors import GradvizError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 
 LOSSES = {
     "rmse": "sqrt(1/n sum (y - prediction)**2), the slides' loss for the heights",
@@ -128,7 +128,7 @@ def loss_node(table: Table, loss: str, variables: dict[str, Node],
 
 def cost(table: Table, point: Mapping[str, float], loss: str = "rmse") -> float:
     """The loss at given coefficients (`{"b": 3, "w": 0.2}`), on the raw data."""
-    from gradviz.interpret import value
+    from gradviz.core.interpret import value
     from gradviz.ops import var
 
     names = variable_names(table)

@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from gradviz.errors import GradvizError
-from gradviz.ir import Node, toposort
+from gradviz.core.ir import Node, toposort
 
 # -- the translation table --------------------------------------------------------------------
 
@@ -74,7 +74,7 @@ def _rule(op: str) -> Callable:
     rule = sympy_rules.get(op)
     if rule is not None:
         return rule
-    from gradviz import custom
+    from gradviz.core import custom_ops as custom
 
     if op in custom.sympy_rules:
         user_rule = custom.sympy_rules[op]
@@ -496,7 +496,7 @@ def symbolic_gradients(output: Node, wrt: Iterable[Node] | None = None, *,
     """Symbolic partial derivatives of the scalar `output` with respect to each of `wrt` (default:
     every variable), each computed by `sympy.diff` and by autodiff's backward graph, and proved
     equal (or checked at random points near `around`)."""
-    from gradviz.autodiff import grad
+    from gradviz.core.autodiff import grad
 
     wrt = [n for n in toposort(output) if n.op in ("var", "param")] if wrt is None else list(wrt)
     backward_nodes = grad(output, wrt)
@@ -537,7 +537,7 @@ class _ExpressionPrinter(StrPrinter):
         return "exp(1)"
 
     def _print_Float(self, e):
-        from gradviz.text import format_number
+        from gradviz.core.text import format_number
 
         return format_number(float(e))
 

@@ -15,10 +15,10 @@ from typing import Mapping
 import numpy as np
 
 from gradviz.errors import GradvizError
-from gradviz.interpret import evaluate
-from gradviz.ir import Graph, Node
-from gradviz.numeric import KINK, UNDEFINED, agrees, numeric_grad
-from gradviz.rules import vjp_rules, zero_gradient
+from gradviz.core.interpret import evaluate
+from gradviz.core.ir import Graph, Node
+from gradviz.verify.finite_differences import KINK, UNDEFINED, agrees, numeric_grad
+from gradviz.core.rules import vjp_rules, zero_gradient
 
 OK, WRONG, SYMPY_WRONG = "ok", "wrong", "sympy wrong"
 SYMPY_RTOL = 1e-6
@@ -102,7 +102,7 @@ def check_nodes(output: Node, env: Mapping, *, symbolic: bool = True,
                 seed: int = 0) -> NodeReport:
     """Check each node's local derivative at the point `env` on its own: VJP rule vs finite
     differences of that node alone vs SymPy (`symbolic=False` skips SymPy)."""
-    from gradviz.autodiff import backprop
+    from gradviz.core.autodiff import backprop
     from gradviz.ops import const, make, mul, sum as sum_, var
 
     graph = Graph(output)
@@ -151,7 +151,7 @@ def _status(analytic, fd, sym) -> str:
 
 def _symbolic(alone: Node, v: Node, point: dict) -> float | None:
     """d alone / d v from the op's SymPy rule at the point; None where it has no rule."""
-    from gradviz import symbolic
+    from gradviz.verify import symbolic
 
     try:
         expr = symbolic.to_sympy(alone)
@@ -163,7 +163,7 @@ def _symbolic(alone: Node, v: Node, point: dict) -> float | None:
 
 
 def _label(graph: Graph, node: Node) -> str:
-    from gradviz.text import expression_text
+    from gradviz.core.text import expression_text
 
     text = expression_text(node)
     if len(text) > 32:

@@ -6,7 +6,7 @@ is abbreviated.
 """
 from __future__ import annotations
 
-from gradviz.ir import Node, toposort
+from gradviz.core.ir import Node, toposort
 
 MAX_TEXT = 2000
 _INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "pow": ("**", 4)}

@@ -79,7 +79,7 @@ class Node:
         return f"<Node {self.op}{label}{shape}>"
 
     def __str__(self) -> str:
-        from gradviz.text import expression_text
+        from gradviz.core.text import expression_text
 
         return expression_text(self)
 

@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from gradviz.autodiff import backprop, local_derivatives
+from gradviz.core.autodiff import backprop, local_derivatives
 from gradviz.errors import EvaluationError, GradvizError
-from gradviz.interpret import evaluate
-from gradviz.ir import Node, toposort
-from gradviz.rules import kinks
-from gradviz.text import expression_text
+from gradviz.core.interpret import evaluate
+from gradviz.core.ir import Node, toposort
+from gradviz.core.rules import kinks
+from gradviz.core.text import expression_text
 
 MAX_PATHS = 32  # a DAG can have exponentially many paths: list this many, sum the rest
 _LETTERS = [c for c in "abcdghjkmnpqrstuvwxyz"]  # e, f, i, l, o left out: e**x, the output, 1/l/0
@@ -281,7 +281,7 @@ def _formula(graph: Node, substitute: dict, own: dict | None = None):
     name when that is much shorter: the sigmoid's s*(1 - s), not its expansion in exp."""
     import sympy
 
-    from gradviz import symbolic
+    from gradviz.verify import symbolic
 
     try:
         expr = symbolic.tidy(symbolic.to_sympy(graph, substitute))

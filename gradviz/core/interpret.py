@@ -1,4 +1,4 @@
-"""The reference interpreter: evaluates a graph with the NumPy rules in `gradviz.rules`.
+"""The reference interpreter: evaluates a graph with the NumPy rules in `gradviz.core.rules`.
 
 Every backend is checked against it. Scalar float64 nodes run on Python floats through
 `scalar_rules` (NumPy 0-d arrays are about ten times slower); where a float rule raises
@@ -13,8 +13,8 @@ import numpy as np
 
 import gradviz.ops  # noqa: F401  (registers the primitives)
 from gradviz.errors import GradvizError, MissingValueError, ShapeError
-from gradviz.ir import Node, toposort
-from gradviz.rules import impl_rules, scalar_rules
+from gradviz.core.ir import Node, toposort
+from gradviz.core.rules import impl_rules, scalar_rules
 
 _FLOAT_ERRORS = (ValueError, ZeroDivisionError, OverflowError)
 

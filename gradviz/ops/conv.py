@@ -31,13 +31,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from gradviz.errors import GradvizError, ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 from gradviz.ops.elementwise import (_scale, _sigmoid_scalar, div, exp, log, mul, sigmoid, step,
                                      sub)
 from gradviz.ops.leaves import lift
 from gradviz.ops.reduce import _normalize_axes, _reduced_shape, sum as sum_
 from gradviz.ops.shape import broadcast_to, make, reshape
-from gradviz.rules import primitive
+from gradviz.core.rules import primitive
 
 
 def _pair(value, what: str) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """The training loop: epochs of seeded shuffled batches through one step graph, metrics,
 checkpoints that resume exactly, and a trained model that predicts.
 
-    from gradviz.train import TrainConfig, Trainer
+    from gradviz.nn.training import TrainConfig, Trainer
     result = Trainer(TrainConfig(model="mlp", data="digits", hidden=(64,), epochs=10)).run()
     result.test_accuracy
 
@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gradviz import checkpoint as ckpt
+from gradviz.nn import checkpoints as ckpt
 from gradviz.errors import GradvizError
 from gradviz.nn.optim import LRSchedule, get_optimizer
 from gradviz.nn.step import (CLASSIFICATION, EvalStep, TrainStep, build_eval_step,
@@ -604,7 +604,7 @@ def plot_curves(history: list[EpochRecord], path: str | os.PathLike, title: str 
         fig.suptitle(title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=100)
-    from gradviz.checkpoint import write_atomic
+    from gradviz.nn.checkpoints import write_atomic
 
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):

@@ -15,8 +15,8 @@ from typing import Mapping
 import numpy as np
 
 from gradviz.errors import GradvizError
-from gradviz.ir import Node, toposort
-from gradviz.text import expression_text
+from gradviz.core.ir import Node, toposort
+from gradviz.core.text import expression_text
 
 VERIFIED, REFUTED, INCONCLUSIVE = "verified", "refuted", "inconclusive"
 POINTS = 40  # points tried before saying "inconclusive"
@@ -68,7 +68,7 @@ def check_claim(expression: Node, wrt: Node, claim: Node, *,
 
     `at` (optional, {name: value}) is tried first and centres half of the random points.
     """
-    from gradviz import symbolic
+    from gradviz.verify import symbolic
 
     names = [n.name for n in toposort(expression) if n.op in ("var", "param")]
     extra = sorted({n.name for n in toposort(claim) if n.op in ("var", "param")} - set(names))
@@ -85,7 +85,7 @@ def check_claim(expression: Node, wrt: Node, claim: Node, *,
     if symbolic.is_zero(exact - claimed):
         return result
 
-    from gradviz.autodiff import grad
+    from gradviz.core.autodiff import grad
 
     derivative = grad(expression, wrt)
     for point in _candidates(names, at, points, seed):
@@ -104,7 +104,7 @@ def check_claim(expression: Node, wrt: Node, claim: Node, *,
 
 
 def _candidates(names: list[str], at: Mapping[str, float] | None, count: int, seed: int):
-    from gradviz.symbolic import sample_points
+    from gradviz.verify.symbolic import sample_points
 
     if at and all(n in at for n in names):
         yield {n: float(at[n]) for n in names}
@@ -116,7 +116,7 @@ def _candidates(names: list[str], at: Mapping[str, float] | None, count: int, se
 
 def _values(derivative: Node, claim: Node, point: dict[str, float]):
     """(autodiff's derivative, the claim) at `point`, or (None, None) where either is not finite."""
-    from gradviz.interpret import evaluate
+    from gradviz.core.interpret import evaluate
 
     values = evaluate([derivative, claim], point)
     actual, claimed = float(values[derivative]), float(values[claim])
@@ -127,7 +127,7 @@ def _values(derivative: Node, claim: Node, point: dict[str, float]):
 
 def _confirmed(expression: Node, wrt: Node, point: dict[str, float], actual: float) -> bool:
     """Whether finite differences agree with autodiff here (so the point is not on a kink)."""
-    from gradviz.numeric import agrees, numeric_grad
+    from gradviz.verify.finite_differences import agrees, numeric_grad
 
     fd = numeric_grad(expression, point, [wrt])[wrt]
     return agrees(actual, fd) is True

@@ -25,11 +25,11 @@ from typing import Callable
 
 import numpy as np
 
-from gradviz import rules
+from gradviz.core import rules
 from gradviz.errors import GradvizError, ShapeError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 
-# name -> rule(*sympy_args) for user-defined ops (read by gradviz.symbolic, which owns SymPy)
+# name -> rule(*sympy_args) for user-defined ops (read by gradviz.verify.symbolic, which owns SymPy)
 sympy_rules: dict[str, Callable] = {}
 _defined: set[str] = set()
 _in_parser: set[str] = set()  # user ops this module added to the expression language
@@ -95,7 +95,7 @@ def remove_op(name: str) -> None:
         table.pop(name, None)
     rules.zero_gradient.discard(name)
     if name in _in_parser:
-        from gradviz import parser
+        from gradviz.core import parser
 
         parser.FUNCTIONS.pop(name, None)
         _in_parser.discard(name)
@@ -108,7 +108,7 @@ def defined_ops() -> list[str]:
 
 
 def _register_function(name: str, build: Callable, arity: int) -> None:
-    from gradviz import parser
+    from gradviz.core import parser
 
     if name not in parser.FUNCTIONS:
         parser.FUNCTIONS[name] = parser.Function(build, arity=arity, summary="user-defined op")

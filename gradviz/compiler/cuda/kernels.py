@@ -1,6 +1,6 @@
 """CUDA kernel templates: the one-op kernels (matmul, reductions, convolution, pooling) and the
 launch geometry, as Python source for `numba.cuda.jit`. The elementwise kernels use the shared
-`codegen.scalar_code` templates (see `numba_cuda`).
+`templates.scalar_code` templates (see `cuda/backend.py`).
 
 Every template writes the *body* of a kernel whose parameters are flat arrays; `emit` returns a
 `KernelCode` with that body and its launch shape. Conventions the generated code keeps:
@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gradviz.compiler.codegen import index, lit
+from gradviz.compiler.cpu.kernels import index, lit
 from gradviz.compiler.schedule import Access
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 
 
 @dataclass(frozen=True)

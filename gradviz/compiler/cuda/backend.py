@@ -1,7 +1,7 @@
 """The Numba CUDA backend: the CPU compiler's kernel partition, as CUDA kernels.
 
-The schedule (`schedule.py`) and the elementwise templates (`codegen.scalar_code`) are the CPU
-backend's; what differs is the kernel templates (`cuda_kernels.py`) and where the memory lives.
+The schedule (`schedule.py`) and the elementwise templates (`templates.scalar_code`) are the CPU
+backend's; what differs is the kernel templates (`cuda/kernels.py`) and where the memory lives.
 One generated module per graph holds one `@cuda.jit` kernel per kernel of the schedule (compiled
 eagerly, with explicit signatures, and cached on disk) and `run(...)`, a plain Python function
 that launches them in order.
@@ -15,7 +15,7 @@ output is copied to the host. `np.asarray(device_array)` copies one to the host.
 
 Without a GPU, `NUMBA_ENABLE_CUDASIM=1` (set before Numba is first imported) runs the same kernels
 on Numba's CUDA simulator, one Python thread per GPU thread; the launch geometry then shrinks
-(`cuda_kernels.SIMULATOR`), the kernels' text does not otherwise change.
+(`kernels.SIMULATOR`), the kernels' text does not otherwise change.
 """
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ from typing import Mapping
 
 import numpy as np
 
-from gradviz.compiler import cache, codegen
-from gradviz.compiler.cuda_kernels import (SIMULATOR, KernelCode, LaunchConfig, cuda_kernels,
+from gradviz.compiler import cache, templates
+from gradviz.compiler.cuda.kernels import (SIMULATOR, KernelCode, LaunchConfig, cuda_kernels,
                                            grid_loop, launch_1d, unravel)
 from gradviz.compiler.schedule import Kernel, Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError, ShapeError
-from gradviz.interpret import leaf_array, lookup
-from gradviz.ir import Node
+from gradviz.core.interpret import leaf_array, lookup
+from gradviz.core.ir import Node
 
 PRELUDE = '''"""gradviz generated CUDA kernels ({what}). Do not edit: the file name is its content's hash."""
 import warnings
@@ -88,7 +88,7 @@ def launch_config() -> LaunchConfig:
 
 def cuda_schedule(outputs, updates=None) -> Schedule:
     """The schedule of a graph with the CUDA lowerings."""
-    return schedule(outputs, updates, elementwise=codegen.scalar_code,
+    return schedule(outputs, updates, elementwise=templates.scalar_code,
                     kernels={op: k.accepts for op, k in cuda_kernels.items()}, backend="CUDA",
                     # a sum folded into a grid-stride loop would need an atomic per element
                     fuse_reductions=False)
@@ -97,7 +97,7 @@ def cuda_schedule(outputs, updates=None) -> Schedule:
 # -- elementwise kernels ------------------------------------------------------------------------
 def elementwise_kernel(k: Kernel, sched: Schedule, names: dict, cfg: LaunchConfig):
     """(parameters, KernelCode) of fused elementwise kernel `k`: one grid-stride loop; per element
-    the loads, then the scalar expressions (`codegen.scalar_code`), then the stores, so a value
+    the loads, then the scalar expressions (`templates.scalar_code`), then the stores, so a value
     may be written over the array it was read from (in-place updates)."""
     members = set(k.nodes)
     params: list[str] = []
@@ -108,7 +108,7 @@ def elementwise_kernel(k: Kernel, sched: Schedule, names: dict, cfg: LaunchConfi
         args = []
         for a in sched.reads(node):
             if a.literal:
-                args.append(codegen.lit(a.base.attrs["value"]))
+                args.append(templates.lit(a.base.attrs["value"]))
             elif a.base in members and a.contiguous:
                 args.append(temps[a.base])
             else:
@@ -131,10 +131,10 @@ def elementwise_kernel(k: Kernel, sched: Schedule, names: dict, cfg: LaunchConfi
         body += ["    " + line for line in unravel("i", k.shape, loops)]
     for tmp, a in loads.values():
         if not a.uniform:
-            where = "i" if a.contiguous else codegen.index(a.strides, loops)
+            where = "i" if a.contiguous else templates.index(a.strides, loops)
             body.append(f"    {tmp} = {names[a.base]}[{where}]")
     for node, args in plans:
-        value = args[0] if node in sched.copies else codegen.expression(node, args)
+        value = args[0] if node in sched.copies else templates.expression(node, args)
         body.append(f"    {temps[node]} = {value}")
     for node in k.stores:
         body.append(f"    {names[node]}[i] = {temps[node]}")
@@ -154,14 +154,14 @@ def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
     """The module source for `sched`: one kernel per kernel of the schedule, and `run(...)`."""
     names = buffer_names(sched)
     lines = [PRELUDE.format(what="simulator" if cfg is SIMULATOR else "cuda", dtype=dtype),
-             codegen.helpers(dtype, "cuda.jit(device=True)")]
+             templates.helpers(dtype, "cuda.jit(device=True)")]
     calls: list[str] = []
     launches: list[str] = []   # configured once, at import: launching is then a plain call
 
     def fill_call(array: str, size: int, value: float) -> str:
         grid, block = launch_1d(size, cfg)
         launches.append(f"fill{len(launches)} = fill_[{_launch(grid)}, {_launch(block)}]")
-        return f"fill{len(launches) - 1}({array}, {codegen.lit(value)})"
+        return f"fill{len(launches) - 1}({array}, {templates.lit(value)})"
 
     for k in sched.kernels:
         if k.kind == "elementwise":

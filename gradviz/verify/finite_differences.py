@@ -16,8 +16,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from gradviz.interpret import bind, evaluate
-from gradviz.ir import Node, toposort
+from gradviz.core.interpret import bind, evaluate
+from gradviz.core.ir import Node, toposort
 
 EPS = np.finfo(np.float64).eps
 OK, KINK, UNDEFINED = "ok", "kink", "undefined"

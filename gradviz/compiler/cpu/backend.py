@@ -17,11 +17,12 @@ from typing import Mapping
 
 import numpy as np
 
-from gradviz.compiler import cache, codegen
+from gradviz.compiler import cache, templates
+from gradviz.compiler.cpu import kernels
 from gradviz.compiler.schedule import Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError
-from gradviz.interpret import leaf_array, lookup
-from gradviz.ir import Node
+from gradviz.core.interpret import leaf_array, lookup
+from gradviz.core.ir import Node
 
 # error_model="numpy": x/0 is inf or nan as in NumPy (and the interpreter), not an exception;
 # the zero check it saves is also what kept loops with a division from vectorizing.
@@ -40,8 +41,8 @@ F = np.{dtype}
 
 def cpu_schedule(outputs, updates=None) -> Schedule:
     """The schedule of a graph with the CPU lowerings."""
-    return schedule(outputs, updates, elementwise=codegen.scalar_code,
-                    kernels={op: k.accepts for op, k in codegen.cpu_kernels.items()})
+    return schedule(outputs, updates, elementwise=templates.scalar_code,
+                    kernels={op: k.accepts for op, k in kernels.cpu_kernels.items()})
 
 
 def _describe(sched: Schedule, nodes) -> str:
@@ -65,20 +66,20 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
     names = buffer_names(sched)
     jit = JIT
     lines = [PRELUDE.format(what="points" if points else "cpu", dtype=dtype),
-             codegen.helpers(dtype, jit)]
+             templates.helpers(dtype, jit)]
     units = []   # (arguments, body lines, parallel)
     for k in sched.kernels:
         parallel = threads > 1 and k.kind == "elementwise" and k.size >= PARALLEL_MIN
         header = [f"# kernel {k.index}: {_describe(sched, k.nodes)}"]
         if k.kind == "elementwise":
-            params, body = codegen.elementwise_body(
+            params, body = kernels.elementwise_body(
                 k, sched, names.__getitem__, size="n" if points else None, parallel=parallel)
             units.append((["n", *params] if points else params, header + body, parallel))
             continue
         node, = k.nodes
         args = [(names.get(a.base, "_"), a) for a in sched.reads(node)]
         params = [*dict.fromkeys(nm for nm, a in args if not a.literal), names[node]]
-        lowering = codegen.cpu_kernels[k.kind]
+        lowering = kernels.cpu_kernels[k.kind]
         body = lowering.emit(node, args, names[node])
         if lowering.scratch is not None:
             params.append(f"s{k.index}")
@@ -110,7 +111,7 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
 def _value_name(sched: Schedule, names, node: Node) -> str:
     a = sched.access(node)
     if a.literal:
-        return codegen.lit(a.base.attrs["value"])
+        return templates.lit(a.base.attrs["value"])
     return names[a.base]
 
 
@@ -127,7 +128,7 @@ def scratch(sched: Schedule) -> list[tuple[str, int]]:
     """(name, elements) of the working memory each one-op kernel asks for."""
     found = []
     for k in sched.kernels:
-        lowering = codegen.cpu_kernels.get(k.kind)
+        lowering = kernels.cpu_kernels.get(k.kind)
         if lowering is not None and lowering.scratch is not None:
             found.append((f"s{k.index}", lowering.scratch(k.nodes[0])))
     return found

@@ -13,10 +13,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from gradviz.errors import GradvizError
-from gradviz.interpret import evaluate
-from gradviz.ir import Graph, Node, toposort
+from gradviz.core.interpret import evaluate
+from gradviz.core.ir import Graph, Node, toposort
 from gradviz.ops import add, const
-from gradviz.rules import scalar_vjp_rules, vjp_rules, zero_gradient
+from gradviz.core.rules import scalar_vjp_rules, vjp_rules, zero_gradient
 
 VARIABLE_OPS = ("var", "param")
 

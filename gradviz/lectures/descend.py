@@ -1,6 +1,6 @@
 """Gradient descent on an expression, one row per iteration, like the slides' table.
 
-    from gradviz.descend import descend
+    from gradviz.lectures.descend import descend
     run = descend("w**2", {"w": 1.0}, lr=0.1)
     [round(s.new_point["w"], 3) for s in run.steps[:3]]      # [0.8, 0.64, 0.512]
     run.status, run.minimum                                   # 'converged', {'w': ...}
@@ -24,7 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from gradviz.errors import GradvizError
-from gradviz.ir import Node
+from gradviz.core.ir import Node
 
 STATUSES = ("converged", "oscillating", "diverged", "unbounded", "max-iter")
 BLOWUP = 1e12          # |f| beyond BLOWUP * (1 + |f(start)|) counts as "without bound"
@@ -106,7 +106,7 @@ class _Stepper:
     and the optimizer state; outputs are f, its gradient, the next point and the next state."""
 
     def __init__(self, output: Node, variables: dict[str, Node], optimizer):
-        from gradviz.autodiff import grad
+        from gradviz.core.autodiff import grad
         from gradviz.ops import var
 
         self.names = list(variables)
@@ -121,7 +121,7 @@ class _Stepper:
 
     def __call__(self, point: dict[str, float], lr: float):
         """(f, gradient, next point) at `point`; advances the optimizer state."""
-        from gradviz.interpret import evaluate
+        from gradviz.core.interpret import evaluate
 
         env = {p: point[n] for p, n in zip(self.params, self.names)}
         env[self.lr] = lr
@@ -144,8 +144,8 @@ def descend(expression: str | Node, start: Mapping[str, float], *, optimizer: st
     or `max_iter` iterations. Never raises on divergence: the result's status says what happened.
     """
     from gradviz.nn.optim import get_optimizer
-    from gradviz.parser import parse
-    from gradviz.text import expression_text
+    from gradviz.core.parser import parse
+    from gradviz.core.text import expression_text
 
     if isinstance(expression, str):
         text = expression
@@ -366,8 +366,8 @@ def _span(values: np.ndarray) -> tuple[float, float]:
 
 def _vectorized(expression: str, names: list[str]):
     """f as a NumPy function of arrays (one per variable), through the graph interpreter."""
-    from gradviz.interpret import evaluate
-    from gradviz.parser import parse
+    from gradviz.core.interpret import evaluate
+    from gradviz.core.parser import parse
 
     def f(*arrays):
         arrays = [np.asarray(a, dtype=np.float64) for a in arrays]

@@ -1,0 +1,1 @@
+"""The Numba CPU backend: kernel templates (`kernels`) and the compiled callable (`backend`)."""
