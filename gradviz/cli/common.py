@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 
 from gradviz.errors import GradvizError
 
@@ -81,27 +79,3 @@ def require_values(variables, point, option: str = "--at", noun: str = "value") 
     if unknown:
         raise GradvizError(f"{option} names {', '.join(repr(u) for u in unknown)}, which the "
                            "expression does not use")
-
-
-def write_atomic(path: str, data: bytes | str) -> None:
-    """Write a file so that readers see either the old content or the complete new one."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(directory):
-        raise GradvizError(f"cannot write {path}: directory {directory} does not exist")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode) as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a user's file gets the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

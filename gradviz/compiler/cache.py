@@ -1,9 +1,8 @@
 """Generated source as importable, content-addressed modules, so Numba's `cache=True` works.
 
 `exec` of a string cannot be cached by Numba: it needs a real file. Each source is written once
-to `<cache>/kernels/gradviz_k_<sha256>.py` (atomically: a temporary file in the same directory,
-then `os.replace`), imported with importlib and registered in `sys.modules` before it runs, so a
-second process finds both the module and Numba's compiled code next to it (`__pycache__/`).
+to `<cache>/kernels/gradviz_k_<sha256>.py` (atomically, with `gradviz.files.write_atomic`),
+imported with importlib and registered in `sys.modules` before it runs, so a second process finds both the module and Numba's compiled code next to it (`__pycache__/`).
 
 A source file whose content no longer matches its name is rewritten. Numba's own files for a
 module can be dropped with `purge` (the compiler does so when loading them fails), after which
@@ -15,9 +14,10 @@ import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
 from pathlib import Path
 from types import ModuleType
+
+from gradviz.files import write_atomic
 
 PREFIX = "gradviz_k_"
 
@@ -42,18 +42,6 @@ def module_name(source: str) -> str:
     return PREFIX + hashlib.sha256(source.encode()).hexdigest()[:32]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def source_path(source: str) -> Path:
     """Where `source` lives in the cache, written there if missing or damaged."""
     directory = cache_dir() / "kernels"
@@ -64,7 +52,7 @@ def source_path(source: str) -> Path:
     except (OSError, UnicodeDecodeError):
         intact = False
     if not intact:
-        _write_atomic(path, source)
+        write_atomic(path, source)
     return path
 
 

@@ -339,7 +339,7 @@ def plot_paths(runs: list[Descent], path: str) -> None:
     ax.legend(fontsize=8)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=100)
-    from gradviz.cli.common import write_atomic
+    from gradviz.files import write_atomic
 
     write_atomic(path, buffer.getvalue())
 

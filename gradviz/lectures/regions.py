@@ -137,7 +137,7 @@ def image_format(path: str) -> str:
 
 
 def _write(path: str, data: bytes | str) -> None:
-    from gradviz.cli.common import write_atomic
+    from gradviz.files import write_atomic
 
     write_atomic(path, data)
 

@@ -226,6 +226,6 @@ def plot_fit(fit: LinearFit, path: str) -> None:
     ax.legend(fontsize=8)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=100)
-    from gradviz.cli.common import write_atomic
+    from gradviz.files import write_atomic
 
     write_atomic(path, buffer.getvalue())

@@ -2,9 +2,10 @@
 
 The JSON file holds everything that is not an array (format version, configuration, epoch, RNG
 state, history, normalization statistics) and names the arrays file with its SHA-256. Saving
-writes the new arrays file under a new name first, then replaces the JSON file (temp file +
-`os.replace`), then deletes arrays files nothing refers to. A crash at any moment therefore leaves
-either the old checkpoint or the new one, complete; never a mix, never nothing.
+writes the new arrays file under a new name first, then replaces the JSON file
+(`gradviz.files.write_atomic`: temp file, fsync, `os.replace`), then deletes arrays files nothing
+refers to. A crash at any moment therefore leaves either the old checkpoint or the new one,
+complete; never a mix, never nothing.
 
 Every problem with a checkpoint on reading (missing, unreadable, truncated, tampered, another
 format) raises `GradvizError` with one line naming it.
@@ -15,13 +16,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from gradviz.errors import GradvizError
+from gradviz.files import write_atomic
 
 FORMAT = "gradviz-checkpoint"
 VERSION = 1
@@ -131,20 +132,3 @@ def load(directory: str | os.PathLike) -> Checkpoint:
 
 def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the complete new one (temp file in
-    the same directory, fsync, `os.replace`)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())  # the rename must not land before the data does
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

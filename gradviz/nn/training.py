@@ -604,9 +604,6 @@ def plot_curves(history: list[EpochRecord], path: str | os.PathLike, title: str 
         fig.suptitle(title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=100)
-    from gradviz.nn.checkpoints import write_atomic
+    from gradviz.files import write_atomic
 
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise GradvizError(f"cannot write {path}: directory {directory} does not exist")
     write_atomic(path, buffer.getvalue())

@@ -30,7 +30,7 @@ class Diagram:
 
     def render(self, path: str, fmt: str | None = None) -> str:
         """Write the picture to `path` (format from `fmt` or the suffix); returns the path."""
-        from gradviz.cli.common import write_atomic
+        from gradviz.files import write_atomic
 
         data = self.to_bytes(backend.format_for(path, fmt))
         write_atomic(path, data)

@@ -98,7 +98,7 @@ def steps(output: Node, env: Mapping, out_dir: str | os.PathLike, fmt: str = "sv
           output_name: str = "f", title: str | None = None) -> list[str]:
     """Write `out_dir/step-000.svg`, ... and `out_dir/index.html` (self-contained: the frames
     inline, arrow keys and buttons to step). Returns the paths written."""
-    from gradviz.cli.common import write_atomic
+    from gradviz.files import write_atomic
 
     if fmt not in FRAME_FORMATS:
         raise GradvizError(f"frames can be {' or '.join(FRAME_FORMATS)}, not {fmt!r}")
