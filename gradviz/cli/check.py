@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import math
-
 import click
 
 from gradviz.cli.common import load_expression, parse_names, parse_points
+from gradviz.core.text import format_number
 from gradviz.errors import GradvizError
 
 
@@ -34,7 +33,7 @@ def claim_report(expression: str, wrt: str, claim: str, at: dict[str, float]):
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.10g}" if math.isfinite(value) else str(value)
+    return format_number(value, 10, exact_integers=False)
 
 
 def print_verdict(expression: str, result) -> None:

@@ -3,22 +3,19 @@ with a picture of the path and a comparison of optimizers."""
 from __future__ import annotations
 
 import json
-import math
 
 import click
 
 from gradviz.cli.common import parse_points
+from gradviz.core.text import format_number
 from gradviz.errors import GradvizError
 
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adamax", "adadelta")
 
 
 def _number(value: float, digits: int | None) -> str:
-    if not math.isfinite(value):
-        return str(value)
-    if digits is not None:
-        return f"{value:.{digits}f}"
-    return f"{value:.6g}"
+    """`digits` decimals when given (the slides use 2), else 6 significant digits."""
+    return format_number(value, 6, decimals=digits, exact_integers=False)
 
 
 def table_rows(run, digits: int | None = None, rows: int = 10) -> list[list[str]]:

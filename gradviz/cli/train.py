@@ -8,6 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
+from gradviz.core.text import format_number
 from gradviz.errors import GradvizError
 
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adamax", "adadelta")
@@ -34,7 +35,8 @@ def parse_hidden(text: str | None) -> tuple[int, ...] | None:
 
 
 def _num(value: float) -> str:
-    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+    """A loss: 4 decimals, or 4 significant digits from 10,000 on."""
+    return format_number(value, 4, decimals=4, fixed_below=1e4, exact_integers=False)
 
 
 class ConsoleReporter:

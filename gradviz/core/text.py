@@ -6,6 +6,8 @@ is abbreviated.
 """
 from __future__ import annotations
 
+import math
+
 from gradviz.core.ir import Node, toposort
 
 MAX_TEXT = 2000
@@ -14,12 +16,35 @@ _FUNCTION_NAMES = {"maximum": "max", "minimum": "min", "abs": "abs"}
 _ATOM = 5
 
 
-def format_number(value: float) -> str:
-    """A float as short text: 2 rather than 2.0, 0.1 rather than 0.1000000000000000055."""
+def format_number(value: float, digits: int | None = None, *, decimals: int | None = None,
+                  fixed_below: float = math.inf, exact_integers: bool = True,
+                  rounded: bool = False) -> str:
+    """A float as short text; the one number formatter of every table, diagram and message.
+
+    - `digits`: significant digits (the `g` format: `0.333`, `1.235e+04`); None: the shortest
+      text that reads back as the same float (0.1 rather than 0.1000000000000000055).
+    - `decimals`: a fixed number of decimals (the `f` format: `0.80`) for |value| below
+      `fixed_below`; beyond it, `digits`.
+    - `exact_integers`: whole numbers below 1e15 written as integers in full (2 rather than 2.0,
+      123456789 rather than 1.235e+08); off, they follow `digits` like any other number.
+    - `rounded`: round to `digits` significant digits first, then write the rounded float in
+      its shortest form (12350 rather than 1.235e+04; the diagrams' labels).
+
+    nan and ±inf are written `nan`, `inf`, `-inf` whatever the options.
+    """
     value = float(value)
-    if value == int(value) and abs(value) < 1e15:
+    if not math.isfinite(value):
+        return str(value)
+    if rounded and digits is not None:
+        shown = float(f"{value:.{digits}g}")
+        value, digits = (shown if math.isfinite(shown) else value), None  # 1.8e308 stays finite
+    if decimals is not None and abs(value) < fixed_below:
+        return f"{value:.{decimals}f}"
+    if exact_integers and abs(value) < 1e15 and value == int(value):
         return str(int(value))
-    return repr(value)
+    if digits is None:
+        return repr(value)
+    return f"{value:.{digits}g}"
 
 
 def expression_text(output: Node) -> str:

@@ -53,10 +53,7 @@ def fmt(value) -> str:
     """A value as short text: 4 significant digits for scalars, statistics for tensors."""
     arr = np.asarray(value)
     if arr.ndim == 0:
-        v = float(arr)
-        if not np.isfinite(v):
-            return str(v)
-        return format_number(float(f"{v:.4g}"))
+        return format_number(arr, 4, rounded=True)
     if arr.size == 0:
         return "empty"
     return (f"mean {float(arr.mean()):.3g}, range [{float(arr.min()):.3g}, "

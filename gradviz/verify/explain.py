@@ -16,7 +16,7 @@ from gradviz.errors import EvaluationError, GradvizError
 from gradviz.core.interpret import evaluate
 from gradviz.core.ir import Node, toposort
 from gradviz.core.rules import kinks
-from gradviz.core.text import expression_text
+from gradviz.core.text import expression_text, format_number
 
 MAX_PATHS = 32  # a DAG can have exponentially many paths: list this many, sum the rest
 _LETTERS = [c for c in "abcdghjkmnpqrstuvwxyz"]  # e, f, i, l, o left out: e**x, the output, 1/l/0
@@ -94,11 +94,11 @@ class Explanation:
 
     def text(self, digits: int = 2) -> str:
         """Plain text, factors rounded to `digits` significant digits (the slides use 2)."""
-        at = ", ".join(f"{k}={_num(v, 10)}" for k, v in self.point.items())
+        at = ", ".join(f"{k}={format_number(v, 10)}" for k, v in self.point.items())
         lines = [f"f = {self.expression}" + (f"   at {at}" if at else ""), ""]
         width = max((len(d.name) + 3 + len(d.definition) for d in self.definitions), default=0)
         for d in self.definitions:
-            lines.append(f"  {(d.name + ' = ' + d.definition).ljust(width)}   = {_num(d.value, 4)}")
+            lines.append(f"  {(d.name + ' = ' + d.definition).ljust(width)}   = {format_number(d.value, 4)}")
         lines.append("")
         head = f"df/d{self.wrt}"
         if not self.paths:
@@ -114,8 +114,8 @@ class Explanation:
             lines.append(f"{head} = " + " · ".join(f.symbol() for f in path.factors))
             lines.append(f"{pad} = " + "".join(f"({f.formula if f.formula is not None else '?'})"
                                                 for f in path.factors))
-            lines.append(f"{pad} = " + "".join(f"({_num(f.value, digits)})" for f in path.factors))
-            lines.append(f"{pad} = {_num(path.product, 4)}")
+            lines.append(f"{pad} = " + "".join(f"({format_number(f.value, digits)})" for f in path.factors))
+            lines.append(f"{pad} = {format_number(path.product, 4)}")
         if any(f.repeated for p in self.paths for f in p.factors):
             lines.append("")
             lines.append("[k]: along the k-th operand, where a node uses the same value twice")
@@ -125,13 +125,13 @@ class Explanation:
             lines.append(f"not differentiable here: {', '.join(kinks)} sits on a kink (the "
                          "one-sided derivatives differ); its factor is gradviz's convention")
         if self.path_count > 1:
-            terms = [_num(p.product, 4) for p in self.paths]
+            terms = [format_number(p.product, 4) for p in self.paths]
             if self.path_count > len(self.paths):
-                terms.append(f"{_num(self.rest, 4)} (the other "
+                terms.append(f"{format_number(self.rest, 4)} (the other "
                              f"{self.path_count - len(self.paths)} paths)")
             lines.append("")
             lines.append(f"{head} = sum of the paths = {' + '.join(terms)} = "
-                         f"{_num(self.derivative, 4)}")
+                         f"{format_number(self.derivative, 4)}")
         return "\n".join(lines)
 
     def latex(self, digits: int = 2) -> str:
@@ -147,7 +147,7 @@ class Explanation:
         out = []
         if self.definitions:
             out.append(r"\begin{aligned}")
-            out += [rf"{sym(d.name)} &= {d.latex} = {_num(d.value, 4)} \\"
+            out += [rf"{sym(d.name)} &= {d.latex} = {format_number(d.value, 4)} \\"
                     for d in self.definitions]
             out.append(r"\end{aligned}")
         head = partial("f", self.wrt)
@@ -161,20 +161,12 @@ class Explanation:
                     rf"{head} &= " + " ".join(partial(f.of, f.by) for f in path.factors) + r" \\",
                     "&= " + " ".join(rf"\left({f.latex if f.latex is not None else '?'}\right)"
                                      for f in path.factors) + r" \\",
-                    "&= " + "".join(f"({_num(f.value, digits)})" for f in path.factors) + r" \\",
-                    rf"&= {_num(path.product, 4)}", r"\end{aligned}"]
+                    "&= " + "".join(f"({format_number(f.value, digits)})" for f in path.factors) + r" \\",
+                    rf"&= {format_number(path.product, 4)}", r"\end{aligned}"]
         if self.path_count > 1:
             out.append(rf"{head} = \sum_{{\text{{{self.path_count} paths}}}} = "
-                       f"{_num(self.derivative, 4)}")
+                       f"{format_number(self.derivative, 4)}")
         return "\n".join(out)
-
-
-def _num(value: float, digits: int) -> str:
-    if not math.isfinite(value):
-        return str(value)
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.{digits}g}"
 
 
 def explain(output: Node, wrt: Node | str, env: Mapping) -> Explanation:

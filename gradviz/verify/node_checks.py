@@ -19,6 +19,7 @@ from gradviz.core.interpret import evaluate
 from gradviz.core.ir import Graph, Node
 from gradviz.verify.finite_differences import KINK, UNDEFINED, agrees, numeric_grad
 from gradviz.core.rules import vjp_rules, zero_gradient
+from gradviz.core.text import format_number
 
 OK, WRONG, SYMPY_WRONG = "ok", "wrong", "sympy wrong"
 SYMPY_RTOL = 1e-6
@@ -91,10 +92,10 @@ def _plain(value):
 
 
 def _fmt(value) -> str:
+    """A scalar to 8 significant digits, a tensor as its size and largest magnitude."""
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape == ():
-        v = float(arr)
-        return f"{v:.8g}" if math.isfinite(v) else str(v)
+        return format_number(arr, 8, exact_integers=False)
     return f"[{arr.size} values, |.|max {np.max(np.abs(arr)):.4g}]"
 
 
