@@ -43,6 +43,7 @@ _EXPORTS = {
     "to_sympy": "gradviz.verify.symbolic", "from_sympy": "gradviz.verify.symbolic",
     "symbolic_gradients": "gradviz.verify.symbolic",
     "check_claim": "gradviz.verify.claims", "check_nodes": "gradviz.verify.node_checks",
+    "gradient_report": "gradviz.verify.report", "GradientReport": "gradviz.verify.report",
     "define_op": "gradviz.core.custom_ops", "remove_op": "gradviz.core.custom_ops",
     # errors
     "GradvizError": "gradviz.errors", "ParseError": "gradviz.errors",

@@ -1,9 +1,10 @@
-"""Helpers shared by the CLI commands: reading `--at`/`--wrt`, parsing expressions, writing files."""
+"""Helpers shared by the CLI commands: reading `--at`/`--wrt` and parsing expressions."""
 from __future__ import annotations
 
 import math
 import re
 
+from gradviz.core.points import require_values  # noqa: F401 - used by the commands
 from gradviz.errors import GradvizError
 
 _ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\S.*?)\s*$")
@@ -66,16 +67,3 @@ def load_expression(text: str):
     variables: dict = {}
     output = parse(text, variables)
     return output, variables
-
-
-def require_values(variables, point, option: str = "--at", noun: str = "value") -> None:
-    """Every variable of the expression has a value, and every given value a variable (the
-    messages name the `option` that gives them)."""
-    missing = [name for name in variables if name not in point]
-    if missing:
-        raise GradvizError(f"no {noun} for {', '.join(repr(m) for m in missing)} "
-                           f"(give it with {option} {missing[0]}=...)")
-    unknown = [name for name in point if name not in variables]
-    if unknown:
-        raise GradvizError(f"{option} names {', '.join(repr(u) for u in unknown)}, which the "
-                           "expression does not use")

@@ -233,7 +233,7 @@ def _check_settings(lr: float, eps: float, max_iter: int) -> None:
 
 
 def _start_point(variables: dict[str, Node], start: Mapping[str, float]) -> dict[str, float]:
-    from gradviz.cli.common import require_values
+    from gradviz.core.points import require_values
 
     require_values(variables, start, option="--from", noun="starting value")
     point = {}
