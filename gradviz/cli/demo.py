@@ -1,5 +1,12 @@
-"""`gradviz demo`: the lecture examples end to end."""
+"""`gradviz demo`: the lecture examples end to end.
+
+The steps (commands and what to look at) are in `gradviz.lectures.demo`; this module runs each
+one as an ordinary command of this CLI, in this process, printing its command line first.
+"""
 from __future__ import annotations
+
+import os
+import shlex
 
 import click
 
@@ -12,6 +19,34 @@ def demo(out: str, quick: bool) -> int:
     """Run the lecture examples end to end: the chain-rule circuits with their gradients,
     explanations, checks, diagrams and backprop frames, the perceptron rule, gradient descent,
     LeNet-5's table and two small trainings."""
-    from gradviz.lectures.demo import run_demo
-
     return run_demo(out, quick)
+
+
+def run_demo(out: str, quick: bool = False) -> int:
+    """Run every step, printing each command and its output; returns 0 when every step ended
+    as expected, else 1."""
+    from gradviz.cli import cli
+    from gradviz.lectures.demo import demo_steps
+
+    os.makedirs(out, exist_ok=True)
+    failures = []
+    for step in demo_steps(out, quick):
+        if step.title:
+            click.secho(f"\n== {step.title}", bold=True)
+            click.echo(step.note)
+        click.secho("$ gradviz " + " ".join(shlex.quote(a) for a in step.args), fg="cyan")
+        command = cli.get_command(click.Context(cli), step.args[0])
+        try:
+            code = command.main(list(step.args[1:]), prog_name=f"gradviz {step.args[0]}",
+                                standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        code = code if isinstance(code, int) else 0
+        if code != step.expected_exit:
+            failures.append(f"{step.args[0]} exited {code}, expected {step.expected_exit}")
+    click.echo("")
+    if failures:
+        click.secho("demo: some steps did not end as expected: " + "; ".join(failures), fg="red")
+        return 1
+    click.secho(f"demo done: pictures are in {out}/", fg="green")
+    return 0

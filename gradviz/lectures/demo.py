@@ -1,15 +1,13 @@
-"""`gradviz demo`: the lecture examples end to end, as the commands a reader would type.
+"""The lecture examples end to end, as the commands a reader would type: the demo's script.
 
-Each step is an ordinary gradviz command run in this process, printed with its command line, so
-the demo doubles as a tour of the CLI. Pictures go to the output directory.
+Each step is an ordinary gradviz command with its arguments; `gradviz demo` (in
+`gradviz.cli.demo`) runs them in this process, printing each command line, so the demo doubles as
+a tour of the CLI. Pictures go to the output directory.
 """
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass
-
-import click
 
 NEURON = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
 NEURON_AT = "w0=2,x0=-1,w1=-3,x1=-2,w2=-3"
@@ -85,32 +83,3 @@ def demo_steps(out: str, quick: bool = False) -> list[Step]:
                           ("train", "--model", "mlp", "--data", "digits", "--hidden", "64",
                            "--epochs", "5", "--plot", path("digits-curves.png"))))
     return steps
-
-
-def run_demo(out: str, quick: bool = False) -> int:
-    """Run every step, printing each command and its output; returns 0 when every step ended
-    as expected, else 1."""
-    from gradviz.cli import cli
-
-    os.makedirs(out, exist_ok=True)
-    failures = []
-    for step in demo_steps(out, quick):
-        if step.title:
-            click.secho(f"\n== {step.title}", bold=True)
-            click.echo(step.note)
-        click.secho("$ gradviz " + " ".join(shlex.quote(a) for a in step.args), fg="cyan")
-        command = cli.get_command(click.Context(cli), step.args[0])
-        try:
-            code = command.main(list(step.args[1:]), prog_name=f"gradviz {step.args[0]}",
-                                standalone_mode=False)
-        except click.exceptions.Exit as exc:
-            code = exc.exit_code
-        code = code if isinstance(code, int) else 0
-        if code != step.expected_exit:
-            failures.append(f"{step.args[0]} exited {code}, expected {step.expected_exit}")
-    click.echo("")
-    if failures:
-        click.secho("demo: some steps did not end as expected: " + "; ".join(failures), fg="red")
-        return 1
-    click.secho(f"demo done: pictures are in {out}/", fg="green")
-    return 0
