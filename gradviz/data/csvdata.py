@@ -65,6 +65,24 @@ def read_csv(path: str | os.PathLike, target: str | None, task: str | None = Non
         raise GradvizError(f"{path} is not a file")
     if task not in (None, "classification", "regression"):
         raise GradvizError(f"unknown task {task!r} (choose classification or regression)")
+    header, rows = _read_rows(path)
+    _check_header(path, header, rows, target)
+    t_col = header.index(target)
+    feature_cols = [i for i in range(len(header)) if i != t_col]
+    X, labels = _parse_rows(path, header, rows, feature_cols, t_col)
+    numeric = [_number(s) for s in labels]
+    if task is None:
+        task = _guess_task(numeric)
+    if task == "regression":
+        y, class_names = _regression_target(path, rows, labels, numeric, target), ()
+    else:
+        y, class_names = _class_indices(labels, numeric)
+    return CsvTable(X, y, tuple(header[c] for c in feature_cols), target, task, class_names)
+
+
+def _read_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """The header (stripped cells; None for a file with no non-blank line) and the data rows as
+    (line number, cells), blank lines skipped."""
     reader = None
     try:
         with _open_text(path) as f:
@@ -85,7 +103,12 @@ def read_csv(path: str | os.PathLike, target: str | None, task: str | None = Non
         raise GradvizError(f"{path}: malformed CSV near line {line} ({exc})") from None
     except (OSError, EOFError) as exc:
         raise GradvizError(f"cannot read {path}: {exc}") from None
+    return header, rows
 
+
+def _check_header(path: Path, header: list[str] | None, rows: list, target: str | None) -> None:
+    """A header with named, distinct columns, ``target`` among them, at least one feature column
+    and at least one data row after it."""
     if header is None:
         raise GradvizError(f"{path}: empty file (expected a header row)")
     for i, name in enumerate(header):
@@ -104,8 +127,10 @@ def read_csv(path: str | os.PathLike, target: str | None, task: str | None = Non
     if not rows:
         raise GradvizError(f"{path}: no data rows after the header")
 
-    t_col = header.index(target)
-    feature_cols = [i for i in range(len(header)) if i != t_col]
+
+def _parse_rows(path: Path, header: list[str], rows: list[tuple[int, list[str]]],
+                feature_cols: list[int], t_col: int) -> tuple[np.ndarray, list[str]]:
+    """The feature matrix (float64, one row per data row) and the target cells as text."""
     X = np.empty((len(rows), len(feature_cols)), dtype=np.float64)
     labels: list[str] = []
     for r, (line, row) in enumerate(rows):
@@ -122,35 +147,40 @@ def read_csv(path: str | os.PathLike, target: str | None, task: str | None = Non
             X[r, j] = v
         label = row[t_col].strip()
         if not label:
-            raise GradvizError(f"{path}: line {line}, target column {target!r} is empty")
+            raise GradvizError(f"{path}: line {line}, target column {header[t_col]!r} is empty")
         labels.append(label)
+    return X, labels
 
-    numeric = [_number(s) for s in labels]
-    all_numeric = all(v is not None for v in numeric)
-    if task is None:
-        if not all_numeric:
-            task = "classification"
-        else:
-            whole = all(float(v).is_integer() for v in numeric)
-            task = ("classification" if whole and len(set(numeric)) <= MAX_AUTO_CLASSES
-                    else "regression")
-    if task == "regression":
-        if not all_numeric:
-            bad = next(i for i, v in enumerate(numeric) if v is None)
-            raise GradvizError(
-                f"{path}: line {rows[bad][0]}, column {target!r}: {labels[bad]!r} is not a "
-                f"finite number (a regression target must be numeric)")
-        y = np.asarray(numeric, dtype=np.float64)
-        class_names: tuple[str, ...] = ()
-    else:
-        if all_numeric:
-            values = sorted(set(numeric))
-            index = {v: i for i, v in enumerate(values)}
-            y = np.asarray([index[v] for v in numeric], dtype=np.int64)
-            class_names = tuple(f"{v:g}" for v in values)
-        else:
-            values = sorted(set(labels))
-            index = {v: i for i, v in enumerate(values)}
-            y = np.asarray([index[v] for v in labels], dtype=np.int64)
-            class_names = tuple(values)
-    return CsvTable(X, y, tuple(header[c] for c in feature_cols), target, task, class_names)
+
+def _guess_task(numeric: list[float | None]) -> str:
+    """Classification for text labels or at most `MAX_AUTO_CLASSES` distinct whole numbers,
+    regression otherwise (``numeric``: each label as a number, None where it is not one)."""
+    if not all(v is not None for v in numeric):
+        return "classification"
+    whole = all(float(v).is_integer() for v in numeric)
+    return "classification" if whole and len(set(numeric)) <= MAX_AUTO_CLASSES else "regression"
+
+
+def _regression_target(path: Path, rows: list[tuple[int, list[str]]], labels: list[str],
+                       numeric: list[float | None], target: str) -> np.ndarray:
+    """The target values as float64; every label must be a finite number."""
+    if not all(v is not None for v in numeric):
+        bad = next(i for i, v in enumerate(numeric) if v is None)
+        raise GradvizError(
+            f"{path}: line {rows[bad][0]}, column {target!r}: {labels[bad]!r} is not a "
+            f"finite number (a regression target must be numeric)")
+    return np.asarray(numeric, dtype=np.float64)
+
+
+def _class_indices(labels: list[str], numeric: list[float | None]
+                   ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices (int64) and class names: the sorted distinct labels, compared as numbers
+    when every label is one (names then written with ``:g``), as text otherwise."""
+    if all(v is not None for v in numeric):
+        values = sorted(set(numeric))
+        index = {v: i for i, v in enumerate(values)}
+        return (np.asarray([index[v] for v in numeric], dtype=np.int64),
+                tuple(f"{v:g}" for v in values))
+    names = sorted(set(labels))
+    index = {v: i for i, v in enumerate(names)}
+    return np.asarray([index[v] for v in labels], dtype=np.int64), tuple(names)

@@ -117,6 +117,31 @@ def load_dataset(spec: str | os.PathLike, *, target: str | None = None, seed: in
 
     Every bad input raises `GradvizError` with a one-line message.
     """
+    spec, dtype = _check_arguments(spec, seed, n, val_fraction, test_fraction, layout, normalize,
+                                   dtype, noise)
+    kind, arg = _classify(spec, spec.lower())
+    _check_applies(kind, spec, target, task, noise)
+    split_rng = np.random.default_rng([seed, 0x5EED])
+    opts = dict(spec=spec, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                layout=layout, normalize=normalize, dtype=dtype)
+    if kind == "boolean":
+        return _load_boolean(arg, n, opts)
+    if kind == "generated":
+        return _load_generated(*arg, n, noise, seed, split_rng, opts)
+    if kind == "heights":
+        return _load_heights(n, seed, split_rng, opts)
+    if kind == "digits":
+        X, y = _load_digits()
+        return _split_images("digits", X, y, (1, 8, 8), 16.0, tuple(str(i) for i in range(10)),
+                             n, split_rng, DATASETS["digits"], {}, **opts)
+    if kind == "idx":
+        return _load_idx(*arg, n, split_rng, opts)
+    return _load_csv(arg, target, task, n, split_rng, opts)
+
+
+def _check_arguments(spec, seed, n, val_fraction, test_fraction, layout, normalize, dtype,
+                     noise) -> tuple[str, np.dtype]:
+    """Refuse bad arguments (one-line `GradvizError`s); return the stripped spec and the dtype."""
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
@@ -138,98 +163,109 @@ def load_dataset(spec: str | os.PathLike, *, target: str | None = None, seed: in
     if noise is not None and (not isinstance(noise, (int, float)) or not np.isfinite(noise)
                               or noise < 0):
         raise GradvizError(f"noise must be a finite number >= 0, got {noise!r}")
+    return spec.strip(), dtype
 
-    spec = spec.strip()
-    lower = spec.lower()
-    kind, arg = _classify(spec, lower)
+
+def _check_applies(kind: str, spec: str, target, task, noise) -> None:
+    """Refuse options that do not apply to this kind of data set."""
     if target is not None and kind != "csv":
         raise GradvizError(f"--target applies only to CSV files, not to {spec!r}")
     if task is not None and kind != "csv":
         raise GradvizError(f"task applies only to CSV files, not to {spec!r}")
     if noise is not None and kind != "generated":
         raise GradvizError(f"noise applies only to spiral, moons and circles, not to {spec!r}")
-    split_rng = np.random.default_rng([seed, 0x5EED])
-    opts = dict(spec=spec, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                layout=layout, normalize=normalize, dtype=dtype)
 
-    if kind == "boolean":
-        if n is not None:
-            raise GradvizError(f"{arg} always has its 4 points; n does not apply")
-        X, y = boolean_gate(arg)
-        return _build(arg, X, y, X, y, X, y, task=CLASSIFICATION, n_classes=2,
-                      feature_names=("x1", "x2"), class_names=("0", "1"), image_shape=None,
-                      default_norm="none", description=DATASETS[arg], info={}, **opts)
 
-    if kind == "generated":
-        name, text = arg
-        gen, _, defaults = _GENERATED[name]
-        params = dict(defaults)
-        given = _parse_options(name, text)
-        for key, value in (("n", n), ("noise", noise)):
-            if value is not None:
-                if key in given and given[key] != value:
-                    raise GradvizError(
-                        f"{key} given twice for {name}: {given[key]} in the spec and {value}")
-                given[key] = value
-        params.update(given)
-        X, y = gen(seed=seed, **params)
-        tr, va, te = random_split(split_rng, len(y), val_fraction, test_fraction)
-        k = int(params.get("classes", 2))
-        return _build(name, X[tr], y[tr], X[va], y[va], X[te], y[te], task=CLASSIFICATION,
-                      n_classes=k, feature_names=("x1", "x2"),
-                      class_names=tuple(str(i) for i in range(k)), image_shape=None,
-                      default_norm="standardize", description=DATASETS[name], info=params, **opts)
+def _load_boolean(name: str, n, opts) -> Dataset:
+    """A boolean gate: its 4 points are the train, validation and test splits alike."""
+    if n is not None:
+        raise GradvizError(f"{name} always has its 4 points; n does not apply")
+    X, y = boolean_gate(name)
+    return _build(name, X, y, X, y, X, y, task=CLASSIFICATION, n_classes=2,
+                  feature_names=("x1", "x2"), class_names=("0", "1"), image_shape=None,
+                  default_norm="none", description=DATASETS[name], info={}, **opts)
 
-    if kind == "heights":
-        X, y = make_heights(200 if n is None else n, seed=seed)
-        tr, va, te = random_split(split_rng, len(y), val_fraction, test_fraction)
-        return _build("heights", X[tr], y[tr], X[va], y[va], X[te], y[te], task=REGRESSION,
-                      n_classes=0, feature_names=("height",), class_names=(), image_shape=None,
-                      default_norm="standardize", description=DATASETS["heights"], info={},
-                      **opts)
 
-    if kind == "digits":
-        X, y = _load_digits()
-        return _split_images("digits", X, y, (1, 8, 8), 16.0, tuple(str(i) for i in range(10)),
-                             n, split_rng, DATASETS["digits"], {}, **opts)
+def _generator_params(name: str, text: str, n, noise) -> dict[str, Any]:
+    """A generated set's parameters: its defaults, then the spec's options, then ``n`` and
+    ``noise`` (which must agree with the spec where both give one)."""
+    _, _, defaults = _GENERATED[name]
+    params = dict(defaults)
+    given = _parse_options(name, text)
+    for key, value in (("n", n), ("noise", noise)):
+        if value is not None:
+            if key in given and given[key] != value:
+                raise GradvizError(
+                    f"{key} given twice for {name}: {given[key]} in the spec and {value}")
+            given[key] = value
+    params.update(given)
+    return params
 
-    if kind == "idx":
-        name, directory = arg
-        train_images, train_labels, test = load_mnist_dir(directory, limit=n)
-        rows, cols = train_images.shape[1:]
-        image_shape = (1, rows, cols)
-        classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(i) for i in range(10))
-        X = train_images.reshape(len(train_images), -1)  # uint8 until normalized
-        info = {"directory": str(Path(directory).expanduser())}
-        if test is None:
-            tr, va, te = random_split(split_rng, len(train_labels), val_fraction, test_fraction)
-            X_test, y_test = X[te], train_labels[te]
-            info["test_from"] = "train file"
-        else:
-            tr, va, _ = random_split(split_rng, len(train_labels), val_fraction, 0.0,
-                                     need_test=False)
-            X_test = test[0].reshape(len(test[0]), -1)
-            y_test = test[1]
-            info["test_from"] = "t10k files"
-        return _build(name, X[tr], train_labels[tr], X[va], train_labels[va], X_test, y_test,
-                      task=CLASSIFICATION, n_classes=10,
-                      feature_names=_pixel_names(rows, cols), class_names=classes,
-                      image_shape=image_shape, default_norm="scale", scale_max=255.0,
-                      description=f"{_IDX_SETS[name]} from {directory}", info=info, **opts)
 
-    # CSV
-    table = read_csv(arg, target, task)
+def _load_generated(name: str, text: str, n, noise, seed: int, split_rng, opts) -> Dataset:
+    """spiral, moons or circles, generated from ``seed`` and randomly split."""
+    gen = _GENERATED[name][0]
+    params = _generator_params(name, text, n, noise)
+    X, y = gen(seed=seed, **params)
+    tr, va, te = random_split(split_rng, len(y), opts["val_fraction"], opts["test_fraction"])
+    k = int(params.get("classes", 2))
+    return _build(name, X[tr], y[tr], X[va], y[va], X[te], y[te], task=CLASSIFICATION,
+                  n_classes=k, feature_names=("x1", "x2"),
+                  class_names=tuple(str(i) for i in range(k)), image_shape=None,
+                  default_norm="standardize", description=DATASETS[name], info=params, **opts)
+
+
+def _load_heights(n, seed: int, split_rng, opts) -> Dataset:
+    """The slides' heights and weights (regression), generated from ``seed``."""
+    X, y = make_heights(200 if n is None else n, seed=seed)
+    tr, va, te = random_split(split_rng, len(y), opts["val_fraction"], opts["test_fraction"])
+    return _build("heights", X[tr], y[tr], X[va], y[va], X[te], y[te], task=REGRESSION,
+                  n_classes=0, feature_names=("height",), class_names=(), image_shape=None,
+                  default_norm="standardize", description=DATASETS["heights"], info={},
+                  **opts)
+
+
+def _load_idx(name: str, directory: str, n, split_rng, opts) -> Dataset:
+    """MNIST or Fashion-MNIST from the IDX files in ``directory``; the test split is the t10k
+    files when present, else drawn from the training file."""
+    train_images, train_labels, test = load_mnist_dir(directory, limit=n)
+    rows, cols = train_images.shape[1:]
+    image_shape = (1, rows, cols)
+    classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(i) for i in range(10))
+    X = train_images.reshape(len(train_images), -1)  # uint8 until normalized
+    info = {"directory": str(Path(directory).expanduser())}
+    val_fraction, test_fraction = opts["val_fraction"], opts["test_fraction"]
+    if test is None:
+        tr, va, te = random_split(split_rng, len(train_labels), val_fraction, test_fraction)
+        X_test, y_test = X[te], train_labels[te]
+        info["test_from"] = "train file"
+    else:
+        tr, va, _ = random_split(split_rng, len(train_labels), val_fraction, 0.0,
+                                 need_test=False)
+        X_test = test[0].reshape(len(test[0]), -1)
+        y_test = test[1]
+        info["test_from"] = "t10k files"
+    return _build(name, X[tr], train_labels[tr], X[va], train_labels[va], X_test, y_test,
+                  task=CLASSIFICATION, n_classes=10,
+                  feature_names=_pixel_names(rows, cols), class_names=classes,
+                  image_shape=image_shape, default_norm="scale", scale_max=255.0,
+                  description=f"{_IDX_SETS[name]} from {directory}", info=info, **opts)
+
+
+def _load_csv(path: str, target, task, n, split_rng, opts) -> Dataset:
+    """A CSV file with ``target`` as the column to predict, optionally subset to ``n`` rows."""
+    table = read_csv(path, target, task)
     X, y = table.X, table.y
     if n is not None and n < len(y):
         keep = np.sort(split_rng.permutation(len(y))[:n])
         X, y = X[keep], y[keep]
-    tr, va, te = random_split(split_rng, len(y), val_fraction, test_fraction)
+    tr, va, te = random_split(split_rng, len(y), opts["val_fraction"], opts["test_fraction"])
     n_classes = len(table.class_names) if table.task == CLASSIFICATION else 0
-    return _build(Path(arg).name, X[tr], y[tr], X[va], y[va], X[te], y[te], task=table.task,
+    return _build(Path(path).name, X[tr], y[tr], X[va], y[va], X[te], y[te], task=table.task,
                   n_classes=n_classes, feature_names=table.feature_names,
                   class_names=table.class_names, image_shape=None, default_norm="standardize",
-                  description=f"CSV file {arg}, target column {table.target!r}",
-                  info={"path": str(Path(arg).expanduser()), "target": table.target}, **opts)
+                  description=f"CSV file {path}, target column {table.target!r}",
+                  info={"path": str(Path(path).expanduser()), "target": table.target}, **opts)
 
 
 def _classify(spec: str, lower: str):
