@@ -129,3 +129,54 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 def test_help_lists_commands():
     result = run("--help")
     assert result.exit_code == 0 and "grad" in result.output
+
+
+# gradient_report: the library function `gradviz grad` prints
+
+
+def test_the_python_api_example_runs():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "python-api.md").read_text()
+    block = page.split("<!-- gradient-report example -->\n```python\n")[1].split("```")[0]
+    exec(compile(block, "docs/python-api.md", "exec"), {})
+
+
+@pytest.mark.parametrize("args", [
+    ("(x+y)*z", "--at", "x=-2,y=5,z=-4"),
+    ("relu(w*x)", "--at", "x=1,w=0", "--wrt", "w", "--latex"),
+    ("x*y + exp(x)", "--at", "x=0.5,y=2", "--nodes"),
+])
+def test_the_command_prints_the_report(args):
+    import gradviz as gv
+    from gradviz.cli.common import parse_names, parse_points
+
+    expr, at = args[0], parse_points(args[2])
+    wrt = parse_names(args[args.index("--wrt") + 1]) if "--wrt" in args else []
+    report = gv.gradient_report(expr, at=at, wrt=wrt, latex="--latex" in args,
+                                nodes="--nodes" in args)
+    text = run("grad", *args)
+    assert text.output == report.text() + "\n"
+    assert text.exit_code == (0 if report.ok else 1)
+    assert json.loads(run("grad", *args, "--json").output) == report.to_json()
+
+
+def test_a_report_from_nodes_names_the_variables():
+    import gradviz as gv
+
+    a, b = gv.vars("a b")
+    report = gv.gradient_report(a * b + a, at={a: 2.0, "b": 3.0}, wrt=[a])
+    assert [r.name for r in report.rows] == ["a"]
+    assert report.expression == "a * b + a" and report.point == {"a": 2.0, "b": 3.0}
+    assert report.row("a").backprop == 4.0 and report.row("a").formula == "b + 1"
+    with pytest.raises(KeyError):
+        report.row("b")
+
+
+def test_a_report_says_what_is_missing():
+    import gradviz as gv
+
+    with pytest.raises(gv.GradvizError, match="no value for 'z'"):
+        gv.gradient_report("x*z", at={"x": 1.0})
+    with pytest.raises(gv.GradvizError, match="--wrt names 'q'"):
+        gv.gradient_report("x*z", at={"x": 1.0, "z": 2.0}, wrt=["q"])
