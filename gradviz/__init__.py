@@ -15,21 +15,9 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    # graph building
+    # graph building (the op builders: every function the op modules register with
+    # `gradviz.core.rules.builder`, looked up in `_builders()`)
     "Node": "gradviz.core.ir", "Graph": "gradviz.core.ir", "toposort": "gradviz.core.ir",
-    "var": "gradviz.ops", "vars": "gradviz.ops", "param": "gradviz.ops", "const": "gradviz.ops",
-    "add": "gradviz.ops", "sub": "gradviz.ops", "mul": "gradviz.ops", "div": "gradviz.ops",
-    "neg": "gradviz.ops", "exp": "gradviz.ops", "log": "gradviz.ops", "sqrt": "gradviz.ops",
-    "sin": "gradviz.ops", "cos": "gradviz.ops", "tanh": "gradviz.ops",
-    "sigmoid": "gradviz.ops", "relu": "gradviz.ops", "leaky_relu": "gradviz.ops",
-    "elu": "gradviz.ops", "step": "gradviz.ops", "sign": "gradviz.ops",
-    "maximum": "gradviz.ops", "minimum": "gradviz.ops", "sum": "gradviz.ops",
-    "mean": "gradviz.ops", "reshape": "gradviz.ops", "transpose": "gradviz.ops",
-    "broadcast_to": "gradviz.ops", "matmul": "gradviz.ops",
-    "conv2d": "gradviz.ops", "max_pool2d": "gradviz.ops", "avg_pool2d": "gradviz.ops",
-    "amax": "gradviz.ops", "softmax": "gradviz.ops", "log_softmax": "gradviz.ops",
-    "softplus": "gradviz.ops", "flatten": "gradviz.ops", "dropout": "gradviz.ops",
-    "maxout": "gradviz.ops",
     "parse": "gradviz.core.parser",
     # pictures
     "draw": "gradviz.render", "Diagram": "gradviz.render",
@@ -49,17 +37,21 @@ _EXPORTS = {
     "GradvizError": "gradviz.errors", "ParseError": "gradviz.errors",
     "ShapeError": "gradviz.errors",
 }
-_RENAMED = {"abs": ("gradviz.ops", "abs_"), "power": ("gradviz.ops", "pow_")}
 
-__all__ = sorted([*_EXPORTS, *_RENAMED])
+
+def _builders() -> dict:
+    """Public name -> op builder (importing the ops registers them)."""
+    importlib.import_module("gradviz.ops")
+    return importlib.import_module("gradviz.core.rules").builders
 
 
 def __getattr__(name: str):
-    if name in _EXPORTS:
+    if name == "__all__":  # computed on first use: it needs the ops, `import gradviz` does not
+        value = sorted([*_EXPORTS, *_builders()])
+    elif name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _RENAMED:
-        module, attr = _RENAMED[name]
-        value = getattr(importlib.import_module(module), attr)
+    elif not name.startswith("__") and name in _builders():
+        value = _builders()[name]
     else:
         raise AttributeError(f"module 'gradviz' has no attribute {name!r}")
     globals()[name] = value
@@ -67,4 +59,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return __all__
+    return __getattr__("__all__")

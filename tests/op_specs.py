@@ -123,7 +123,7 @@ SPECS: list[OpSpec] = [
 
 
 
-# -- network ops (gradviz.ops.conv, gradviz.nn.losses): references are naive loops over windows --
+# -- network ops (gradviz.ops: conv, reduce, composite; gradviz.nn.losses): naive loop references --
 def _windows_of(h, w, kernel, stride, pad=0):
     """(i, j, row slice, column slice) of every window of a padded h x w plane."""
     (kh, kw), (sh, sw) = kernel, stride
@@ -259,19 +259,19 @@ def _nn_specs() -> list[OpSpec]:
         OpSpec("avg_pool2d_transpose", "avg_pool2d_transpose",
                lambda g: nn.avg_pool2d_transpose(g, (5, 5), 3, 2),
                _avg_pool_transpose_ref((5, 5), 3, 2), ((2, 2, 2, 2),), scalar=False),
-        OpSpec("amax_axis1", "amax", lambda x: nn.amax(x, 1), lambda x: np.max(x, 1), (M,),
+        OpSpec("amax_axis1", "amax", lambda x: gv.amax(x, 1), lambda x: np.max(x, 1), (M,),
                scalar=False),
-        OpSpec("amax_all", "amax", nn.amax, np.max, (M,), scalar=False),
-        OpSpec("softplus", "softplus", nn.softplus, _softplus_ref, (S,), domain=uniform(-6, 6)),
-        OpSpec("softplus_tensor", "softplus", nn.softplus, _softplus_ref, (M,), scalar=False),
-        OpSpec("flatten", "reshape", nn.flatten, lambda x: x.reshape(2, -1), ((2, 2, 3),),
+        OpSpec("amax_all", "amax", gv.amax, np.max, (M,), scalar=False),
+        OpSpec("softplus", "softplus", gv.softplus, _softplus_ref, (S,), domain=uniform(-6, 6)),
+        OpSpec("softplus_tensor", "softplus", gv.softplus, _softplus_ref, (M,), scalar=False),
+        OpSpec("flatten", "reshape", gv.flatten, lambda x: x.reshape(2, -1), ((2, 2, 3),),
                scalar=False),
-        OpSpec("log_softmax", "amax", nn.log_softmax, _log_softmax_ref, ((3, 4),), scalar=False),
-        OpSpec("softmax_axis0", "amax", lambda x: nn.softmax(x, 0),
+        OpSpec("log_softmax", "amax", gv.log_softmax, _log_softmax_ref, ((3, 4),), scalar=False),
+        OpSpec("softmax_axis0", "amax", lambda x: gv.softmax(x, 0),
                lambda x: np.exp(_log_softmax_ref(x, 0)), ((3, 4),), scalar=False),
-        OpSpec("maxout", "amax", lambda x: nn.maxout(x, 2),
+        OpSpec("maxout", "amax", lambda x: gv.maxout(x, 2),
                lambda x: x.reshape(3, 2, 2).max(-1), ((3, 4),), scalar=False),
-        OpSpec("dropout", "mul", lambda x, m: nn.dropout(x, m, 0.25),
+        OpSpec("dropout", "mul", lambda x, m: gv.dropout(x, m, 0.25),
                lambda x, m: x * m / 0.75, (M, M), domain=(uniform(-2, 2), _mask), scalar=False),
         OpSpec("cross_entropy", "amax", losses.cross_entropy,
                lambda z, t: np.mean(-np.sum(t * _log_softmax_ref(z), -1)), ((3, 4), (3, 4)),

@@ -10,33 +10,14 @@ from __future__ import annotations
 
 import math
 
+from gradviz import ops  # noqa: F401  (registers every elementwise op's template)
 from gradviz.compiler.schedule import Access
+from gradviz.core import rules
 from gradviz.core.ir import Node
 
-scalar_code: dict[str, str] = {
-    "add": "{0} + {1}",
-    "sub": "{0} - {1}",
-    "mul": "{0} * {1}",
-    "div": "{0} / {1}",
-    "neg": "-{0}",
-    "pow": "{0} ** {1}",
-    "exp": "exp({0})",
-    "log": "log({0})",
-    "sqrt": "sqrt({0})",
-    "abs": "abs({0})",
-    "sin": "sin({0})",
-    "cos": "cos({0})",
-    "tanh": "tanh_({0})",
-    "sigmoid": "sigmoid_({0})",
-    "softplus": "softplus_({0})",
-    "relu": "({0} if {0} > {z} else {z})",
-    "leaky_relu": "({0} if {0} > {z} else {slope} * {0})",
-    "elu": "({0} if {0} > {z} else {alpha} * expm1({0}))",
-    "step": "({one} if {0} > {z} else {z})",
-    "sign": "({one} if {0} > {z} else (-{one} if {0} < {z} else {z}))",
-    "maximum": "({0} if {0} >= {1} else {1})",
-    "minimum": "({0} if {0} <= {1} else {1})",
-}
+# op -> template, registered by each elementwise op where it is defined (`code=` of
+# `gradviz.core.rules.primitive`); the same dict as `rules.scalar_code`.
+scalar_code: dict[str, str] = rules.scalar_code
 
 # Helpers the templates call, per dtype. They must vectorize: np.tanh inside njit is a scalar
 # libm call (about 5x slower than NumPy's), and so is exp. float32 tanh is Eigen's (and so

@@ -29,8 +29,6 @@ from gradviz.core import rules
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import Node
 
-# name -> rule(*sympy_args) for user-defined ops (read by gradviz.verify.symbolic, which owns SymPy)
-sympy_rules: dict[str, Callable] = {}
 _defined: set[str] = set()
 _in_parser: set[str] = set()  # user ops this module added to the expression language
 
@@ -72,10 +70,9 @@ def define_op(name: str, *, forward: Callable, vjp: Callable, sympy: Callable | 
                                f"{arity} input(s)")
         return grads
 
-    rules.primitive(name, shape=shape, impl=impl, vjp=vjp_rule)
+    rules.primitive(name, shape=shape, impl=impl, vjp=vjp_rule,
+                    sympy=None if sympy is None else lambda sp, *args: sympy(*args))
     _defined.add(name)
-    if sympy is not None:
-        sympy_rules[name] = sympy
 
     def build(*inputs) -> Node:
         return _build(name, inputs)
@@ -90,14 +87,9 @@ def remove_op(name: str) -> None:
     """Unregister a user-defined op (built-in ops cannot be removed)."""
     if name not in _defined:
         raise GradvizError(f"{name!r} is not a user-defined op")
-    for table in (rules.shape_rules, rules.impl_rules, rules.scalar_rules, rules.vjp_rules,
-                  rules.kinks, sympy_rules):
-        table.pop(name, None)
-    rules.zero_gradient.discard(name)
+    rules.unregister(name)
     if name in _in_parser:
-        from gradviz.core import parser
-
-        parser.FUNCTIONS.pop(name, None)
+        rules.functions.pop(name, None)
         _in_parser.discard(name)
     _defined.discard(name)
 
@@ -108,10 +100,10 @@ def defined_ops() -> list[str]:
 
 
 def _register_function(name: str, build: Callable, arity: int) -> None:
-    from gradviz.core import parser
+    import gradviz.ops  # noqa: F401  (the built-in functions first: a user op never hides one)
 
-    if name not in parser.FUNCTIONS:
-        parser.FUNCTIONS[name] = parser.Function(build, arity=arity, summary="user-defined op")
+    if name not in rules.functions:
+        rules.functions[name] = rules.Function(build, arity=arity, summary="user-defined op")
         _in_parser.add(name)
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import ast
 import math
 import sys
-from dataclasses import dataclass
-from typing import Callable
-
-from gradviz import ops
-from gradviz.errors import ParseError
+from gradviz import ops  # registers every op's builders in `rules.functions`
+from gradviz.core import rules
 from gradviz.core.ir import Node
+from gradviz.core.rules import Function
+from gradviz.errors import ParseError
 
 MAX_LENGTH = 100_000        # characters
 MAX_NESTING = 150           # parentheses / call nesting (Python's own parser stops at 200)
@@ -24,45 +23,17 @@ MAX_EXPONENT = 10_000       # largest literal exponent accepted in `a ** n`
 CONSTANTS = {"pi": math.pi}
 
 
-@dataclass(frozen=True)
-class Function:
-    """A function callable from expression strings: `build(*nodes, *constants)`.
-
-    `arity` node arguments (None: two or more, folded left), then up to `constants` optional
-    numeric literal arguments (a slope, an alpha)."""
-
-    build: Callable
-    arity: int | None = 1
-    constants: int = 0
-    summary: str = ""
+# The expression language's functions: each op module registers its builders there
+# (`rules.builder(parse=...)`), and `define_op` adds user ops. `Function` says how one is called.
+FUNCTIONS: dict[str, Function] = rules.functions
 
 
-def _fold(build):
-    def folded(*args):
-        out = args[0]
-        for a in args[1:]:
-            out = build(out, a)
-        return out
-    return folded
+def _fold(build, args):
+    out = args[0]
+    for a in args[1:]:
+        out = build(out, a)
+    return out
 
-
-FUNCTIONS: dict[str, Function] = {
-    "exp": Function(ops.exp, summary="e**x"),
-    "log": Function(ops.log, summary="natural logarithm"),
-    "sqrt": Function(ops.sqrt, summary="square root"),
-    "abs": Function(ops.abs_, summary="|x|"),
-    "sin": Function(ops.sin, summary="sine"),
-    "cos": Function(ops.cos, summary="cosine"),
-    "tanh": Function(ops.tanh, summary="hyperbolic tangent"),
-    "sigmoid": Function(ops.sigmoid, summary="1/(1+exp(-x))"),
-    "relu": Function(ops.relu, summary="max(0, x)"),
-    "leaky_relu": Function(ops.leaky_relu, constants=1, summary="leaky_relu(x, slope=0.1)"),
-    "elu": Function(ops.elu, constants=1, summary="elu(x, alpha=1)"),
-    "step": Function(ops.step, summary="1 if x > 0 else 0"),
-    "sign": Function(ops.sign, summary="-1, 0 or 1"),
-    "max": Function(_fold(ops.maximum), arity=None, summary="max(a, b, ...)"),
-    "min": Function(_fold(ops.minimum), arity=None, summary="min(a, b, ...)"),
-}
 
 _BINARY = {ast.Add: ops.add, ast.Sub: ops.sub, ast.Mult: ops.mul, ast.Div: ops.div,
            ast.Pow: ops.pow_}
@@ -248,6 +219,8 @@ class _Builder:
         for a, src in zip(extra, node.args[arity:]):
             if not isinstance(a, float):
                 raise self.fail(f"{node.func.id}(): argument {arity + 1} must be a number", src)
+        if fn.arity is None:
+            return _fold(fn.build, inputs)
         return fn.build(*inputs, *extra)
 
 

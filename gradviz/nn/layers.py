@@ -15,8 +15,8 @@ from gradviz.core.ir import Node
 from gradviz.ops import (add, broadcast_to, elu, leaky_relu, matmul, relu, reshape, sigmoid, step,
                          tanh, var)
 from gradviz.ops.leaves import _check_dtype
-from gradviz.ops.conv import (avg_pool2d, conv2d, dropout, flatten, max_pool2d, maxout, softmax,
-                            _pair)
+from gradviz.ops.composite import dropout, flatten, maxout, softmax
+from gradviz.ops.conv import _pair, avg_pool2d, conv2d, max_pool2d
 from gradviz.nn.module import Module, SummaryRow, check_input
 
 INIT_SCHEMES = ("auto", "glorot", "he")

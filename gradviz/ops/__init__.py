@@ -1,27 +1,28 @@
 """Op builders. Importing this package registers every primitive in `gradviz.core.rules` and gives
-`Node` its Python operators (`+ - * / ** @`, unary `-`, `abs()`)."""
+`Node` its Python operators (`+ - * / ** @`, unary `-`, `abs()`).
+
+The builders are the ones the op modules register with `rules.builder`, under their Python names
+(`abs_`, `pow_`, `sum`, ...); `gradviz` exports the same functions under their public names.
+"""
 from __future__ import annotations
 
+from gradviz.core import rules
 from gradviz.core.ir import Node
-from gradviz.ops.elementwise import (abs_, add, cos, div, elu, exp, leaky_relu, log, maximum,
-                                     minimum, mul, neg, pow_, relu, sigmoid, sign, sin, sqrt, step,
-                                     sub, tanh)
-from gradviz.ops.leaves import const, lift, param, var, vars
-from gradviz.ops.linalg import matmul
-from gradviz.ops.conv import (amax, avg_pool2d, conv2d, dropout, flatten, log_softmax, max_pool2d,
-                            maxout, softmax, softplus)
-from gradviz.ops.reduce import mean, sum
-from gradviz.ops.shape import broadcast_to, make, reshape, sum_to, transpose
+from gradviz.ops import composite, conv, elementwise, leaves, linalg, reduce, shape  # noqa: F401
+from gradviz.ops.leaves import lift
+from gradviz.ops.shape import make, sum_to
 
-__all__ = ["abs_", "add", "broadcast_to", "const", "cos", "div", "elu", "exp", "leaky_relu",
-           "lift", "log", "make", "matmul", "maximum", "mean", "minimum", "mul", "neg", "param",
-           "pow_", "relu", "reshape", "sigmoid", "sign", "sin", "sqrt", "step", "sub", "sum",
-           "sum_to", "tanh", "transpose", "var", "vars",
-           "amax", "avg_pool2d", "conv2d", "dropout", "flatten", "log_softmax", "max_pool2d",
-           "maxout", "softmax", "softplus"]
+globals().update({fn.__name__: fn for fn in rules.builders.values()})
+
+__all__ = sorted({"lift", "make", "sum_to", *(fn.__name__ for fn in rules.builders.values())})
 
 
 def _install_operators() -> None:
+    from gradviz.ops.elementwise import abs_, add, div, mul, neg, pow_, sub
+    from gradviz.ops.linalg import matmul
+    from gradviz.ops.reduce import mean, sum
+    from gradviz.ops.shape import reshape, transpose
+
     def swap(f):
         return lambda self, other: f(other, self)
 

@@ -1,5 +1,6 @@
-"""Network ops: convolution, pooling, the `amax` reduction, softplus, and the composites built on
-them (flatten, softmax, log-softmax, dropout, maxout).
+"""Network ops: convolution and pooling. (`amax` is in `gradviz.ops.reduce`, `softplus` in
+`gradviz.ops.elementwise`, and the composites flatten, softmax, log-softmax, dropout and maxout
+in `gradviz.ops.composite`.)
 
 Primitives, and why each is one:
 
@@ -10,17 +11,6 @@ Primitives, and why each is one:
 - `max_pool2d` routes its gradient to each window's first maximum with `max_pool2d_grad`
   (a scatter); that scatter's adjoint is `max_pool2d_gather`, and the pair closes under VJP.
 - `avg_pool2d` and its adjoint `avg_pool2d_transpose` (linear, each the other's VJP).
-- `amax`: max over axes. Its VJP splits the gradient evenly among the maxima of each slice
-  (a subgradient; one maximum per slice almost everywhere). It makes softmax stable and is
-  maxout's reduction; the mask is built from `step`, so no extra primitive is needed.
-- `softplus` log(1 + e**x): computed stably as logaddexp(0, x), with derivative sigmoid(x). The
-  composite relu(x) + log(1 + exp(-|x|)) is stable too, but its VJP is wrong at exactly x = 0
-  (the kinks of relu and abs cancel in value, not in their one-sided gradients), and a logit of
-  exactly 0 is what a zero-initialised model produces.
-
-Composites: `flatten` (a reshape), `log_softmax` (x - max - log(sum(exp(x - max))), stable for
-any logits), `softmax`, `dropout` (x * mask / (1 - rate); the 0/1 mask is an *input*, so a step
-is reproducible), `maxout` (amax over groups of units).
 
 Convolution and pooling run as strided views plus one matrix product or a few strided adds, over
 the whole batch at once (no Python loop over samples).
@@ -32,12 +22,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import Node
-from gradviz.ops.elementwise import (_scale, _sigmoid_scalar, div, exp, log, mul, sigmoid, step,
-                                     sub)
-from gradviz.ops.leaves import lift
-from gradviz.ops.reduce import _normalize_axes, _reduced_shape, sum as sum_
-from gradviz.ops.shape import broadcast_to, make, reshape
-from gradviz.core.rules import primitive
+from gradviz.ops.shape import make
+from gradviz.core.rules import builder, primitive
 
 
 def _pair(value, what: str) -> tuple[int, int]:
@@ -185,13 +171,15 @@ def _conv2d_weight_grad_vjp(node: Node, h: Node):
             conv2d(x, h, stride, padding))
 
 
-primitive("conv2d", shape=_conv2d_shape, impl=_conv2d_impl, vjp=_conv2d_vjp)
+primitive("conv2d", shape=_conv2d_shape, impl=_conv2d_impl, vjp=_conv2d_vjp, tensor_only=True,
+          style=("conv2d", "layer"))
 primitive("conv2d_transpose", shape=_conv2d_transpose_shape, impl=_conv2d_transpose_impl,
-          vjp=_conv2d_transpose_vjp)
+          vjp=_conv2d_transpose_vjp, tensor_only=True, style=("conv2d^T", "layer"))
 primitive("conv2d_weight_grad", shape=_conv2d_weight_grad_shape, impl=_conv2d_weight_grad_impl,
-          vjp=_conv2d_weight_grad_vjp)
+          vjp=_conv2d_weight_grad_vjp, tensor_only=True, style=("conv2d dW", "layer"))
 
 
+@builder()
 def conv2d(x: Node, w: Node, stride=1, padding=0) -> Node:
     """2-D cross-correlation of `x` (N, C, H, W) with `w` (O, C, KH, KW): shape (N, O, OH, OW)
     where OH = (H + 2*padding - KH) // stride + 1. `stride` and `padding` are ints or pairs;
@@ -316,14 +304,14 @@ def _pool_attrs(node: Node) -> dict:
 # gradient wrt x (None); in their other operand they are linear and adjoint to each other.
 primitive("max_pool2d", shape=_pool_shape("max_pool2d"), impl=_max_pool2d_impl,
           vjp=lambda n, g: (make("max_pool2d_grad", n.src[0], g, **_pool_attrs(n)),),
-          kink=_pool_ties)
+          kink=_pool_ties, tensor_only=True, style=("max pool", "layer"))
 primitive("max_pool2d_grad", shape=_unpool_shape("max_pool2d_grad", 1),
           impl=_max_pool2d_grad_impl,
           vjp=lambda n, h: (None, make("max_pool2d_gather", n.src[0], h, **_pool_attrs(n))),
-          kink=_pool_ties)
+          kink=_pool_ties, tensor_only=True, style=("max pool^T", "layer"))
 primitive("max_pool2d_gather", shape=_gather_shape, impl=_max_pool2d_gather_impl,
           vjp=lambda n, k: (None, make("max_pool2d_grad", n.src[0], k, **_pool_attrs(n))),
-          kink=_pool_ties)
+          kink=_pool_ties, tensor_only=True, style=("max pool gather", "layer"))
 
 
 def _avg_pool2d_impl(node: Node, x):
@@ -347,10 +335,12 @@ def _avg_pool2d_transpose_impl(node: Node, g):
 
 primitive("avg_pool2d", shape=_pool_shape("avg_pool2d"), impl=_avg_pool2d_impl,
           vjp=lambda n, g: (make("avg_pool2d_transpose", g, in_hw=n.src[0].shape[2:],
-                                 **_pool_attrs(n)),))
+                                 **_pool_attrs(n)),),
+          tensor_only=True, style=("avg pool", "layer"))
 primitive("avg_pool2d_transpose", shape=_unpool_shape("avg_pool2d_transpose", 0),
           impl=_avg_pool2d_transpose_impl,
-          vjp=lambda n, h: (make("avg_pool2d", h, **_pool_attrs(n)),))
+          vjp=lambda n, h: (make("avg_pool2d", h, **_pool_attrs(n)),),
+          tensor_only=True, style=("avg pool^T", "layer"))
 
 
 def _pool_args(kernel, stride):
@@ -361,12 +351,14 @@ def _pool_args(kernel, stride):
     return {"kernel": kernel, "stride": stride}
 
 
+@builder()
 def max_pool2d(x: Node, kernel=2, stride=None) -> Node:
     """Max over each `kernel` window of `x` (N, C, H, W), windows `stride` apart (default: the
     kernel, so windows do not overlap). The gradient goes to each window's first maximum."""
     return make("max_pool2d", x, **_pool_args(kernel, stride))
 
 
+@builder()
 def avg_pool2d(x: Node, kernel=2, stride=None) -> Node:
     """Mean over each `kernel` window of `x` (N, C, H, W), windows `stride` apart (default: the
     kernel). LeNet-5's subsampling layers S2 and S4."""
@@ -392,106 +384,5 @@ def avg_pool2d_transpose(g: Node, in_hw, kernel=2, stride=None) -> Node:
                 **_pool_args(kernel, stride))
 
 
-# -- amax ---------------------------------------------------------------------------------------
-def _amax_shape(x: Node, *, axes, keepdims):
-    if any(x.shape[a] == 0 for a in axes):
-        raise ShapeError(f"amax over an empty axis of shape {x.shape}")
-    return _reduced_shape(x.shape, axes, keepdims), x.dtype
-
-
-def _amax_vjp(node: Node, g: Node):
-    x = node.src[0]
-    axes = node.attrs["axes"]
-    kept = _reduced_shape(x.shape, axes, True)
-    top = broadcast_to(reshape(node, kept), x.shape)
-    # top - x >= 0 everywhere and is 0 exactly at the maxima, where step() is 0
-    is_max = sub(1.0, step(sub(top, x)))
-    share = div(is_max, broadcast_to(sum_(is_max, axes, keepdims=True), x.shape))
-    return (_scale(broadcast_to(reshape(g, kept), x.shape), share),)
-
-
-def _amax_ties(node: Node, x):
-    axes = node.attrs["axes"]
-    x = np.asarray(x)
-    top = np.amax(x, axis=axes, keepdims=True)
-    return bool(np.any(np.sum(x == top, axis=axes) > 1))
-
-
-primitive("amax", shape=_amax_shape,
-          impl=lambda n, x: np.amax(x, axis=n.attrs["axes"], keepdims=n.attrs["keepdims"]),
-          vjp=_amax_vjp, kink=_amax_ties)
-
-
-def amax(x: Node, axis=None, keepdims: bool = False) -> Node:
-    """Maximum of `x` over `axis` (an int, a tuple, or None for all). Where several entries tie
-    for the maximum the gradient is split evenly among them."""
-    axes = _normalize_axes(x, axis)
-    if not axes:
-        return x
-    return make("amax", x, axes=axes, keepdims=bool(keepdims))
-
-
-# -- softplus -----------------------------------------------------------------------------------
-def _softplus_scalar(node, x):
-    return max(x, 0.0) + float(np.log1p(np.exp(-abs(x))))
-
-
-primitive("softplus", shape=lambda x: (x.shape, x.dtype),
-          impl=lambda n, x: np.logaddexp(0.0, x).astype(n.dtype, copy=False),
-          scalar=_softplus_scalar, vjp=lambda n, g: (_scale(g, sigmoid(n.src[0])),),
-          scalar_vjp=lambda n, g, y, x: (g * _sigmoid_scalar(n, x),))
-
-
-def softplus(x) -> Node:
-    """log(1 + e**x), computed without overflow; its derivative is sigmoid(x)."""
-    return make("softplus", lift(x))
-
-
-# -- composites ---------------------------------------------------------------------------------
-def flatten(x: Node) -> Node:
-    """(N, d1, d2, ...) -> (N, d1*d2*...): keeps the batch axis (a reshape)."""
-    if x.ndim < 1:
-        raise ShapeError("flatten needs at least a batch axis")
-    return reshape(x, (x.shape[0], -1)) if x.ndim != 2 else x
-
-
-def log_softmax(x: Node, axis: int = -1) -> Node:
-    """log(softmax(x)) along `axis`, as x - m - log(sum(exp(x - m))) with m the maximum, so no
-    exp overflows and the log never sees 0."""
-    shifted = sub(x, amax(x, axis, keepdims=True))
-    return sub(shifted, log(sum_(exp(shifted), axis, keepdims=True)))
-
-
-def softmax(x: Node, axis: int = -1) -> Node:
-    """e**x_i / sum_j e**x_j along `axis` (shifted by the maximum first, so it never overflows)."""
-    e = exp(sub(x, amax(x, axis, keepdims=True)))
-    return div(e, sum_(e, axis, keepdims=True))
-
-
-def dropout(x: Node, mask: Node, rate: float) -> Node:
-    """Inverted dropout: x * mask / (1 - rate). `mask` is an input of x's shape holding 0 or 1
-    (1 with probability 1 - rate), drawn outside the graph so that a step can be replayed."""
-    rate = float(rate)
-    if not 0.0 <= rate < 1.0:
-        raise GradvizError(f"dropout rate must be in [0, 1), got {rate}")
-    if mask.shape != x.shape:
-        raise ShapeError(f"dropout mask {mask.shape} is not shaped like its input {x.shape}")
-    if rate == 0.0:
-        return x
-    return mul(mul(x, mask), 1.0 / (1.0 - rate))
-
-
-def maxout(x: Node, pieces: int, axis: int = -1) -> Node:
-    """Maxout: the features along `axis` form groups of `pieces` consecutive ones, and each
-    group gives its maximum (so max(w1.x + b1, w2.x + b2) is maxout of a 2-wide linear layer)."""
-    axis = axis % x.ndim
-    size = x.shape[axis]
-    if pieces < 1 or size % pieces:
-        raise ShapeError(f"maxout: {size} features do not split into groups of {pieces}")
-    grouped = reshape(x, (*x.shape[:axis], size // pieces, pieces, *x.shape[axis + 1:]))
-    return amax(grouped, axis + 1)
-
-
-__all__ = ["amax", "avg_pool2d", "avg_pool2d_transpose", "conv2d", "conv2d_transpose",
-           "conv2d_weight_grad", "dropout", "flatten", "log_softmax", "max_pool2d",
-           "max_pool2d_gather", "max_pool2d_grad", "maxout", "softmax", "softplus"]
+__all__ = ["avg_pool2d", "avg_pool2d_transpose", "conv2d", "conv2d_transpose",
+           "conv2d_weight_grad", "max_pool2d", "max_pool2d_gather", "max_pool2d_grad"]

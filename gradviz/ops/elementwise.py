@@ -8,6 +8,15 @@ Primitive rather than composite, and why:
   differences can say "not differentiable here", and each is one fused op in kernels.
 - `step` (1 where x > 0) and `sign`: indicator functions with zero derivative; the VJPs of the
   kinked ops above are built from them.
+- `softplus` log(1 + e**x): computed stably as logaddexp(0, x), with derivative sigmoid(x). The
+  composite relu(x) + log(1 + exp(-|x|)) is stable too, but its VJP is wrong at exactly x = 0
+  (the kinks of relu and abs cancel in value, not in their one-sided gradients), and a logit of
+  exactly 0 is what a zero-initialised model produces.
+
+Each `primitive(...)` call below is the whole definition of its op: meaning (shape, NumPy and
+float implementations, VJPs, kinks) and translations (SymPy, compiled scalar code, diagram
+style); each `@builder` makes a function public (`gv.<name>`) and, with `parse=`, callable from
+expression strings. See docs/adding-an-op.md.
 """
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from gradviz.errors import ShapeError
 from gradviz.core.ir import Node
 from gradviz.ops.leaves import const, const_value, lift
 from gradviz.ops.shape import broadcast_to, make
-from gradviz.core.rules import primitive
+from gradviz.core.rules import builder, primitive
 
 
 # -- shape rules --------------------------------------------------------------------------------
@@ -68,13 +77,16 @@ def _binary(op: str, a, b) -> Node:
 
 # -- arithmetic ---------------------------------------------------------------------------------
 primitive("add", shape=_same, impl=lambda n, a, b: np.add(a, b), scalar=lambda n, a, b: a + b,
-          vjp=lambda n, g: (g, g), scalar_vjp=lambda n, g, y, a, b: (g, g))
+          vjp=lambda n, g: (g, g), scalar_vjp=lambda n, g, y, a, b: (g, g),
+          sympy=lambda sp, a, b: a + b, code="{0} + {1}", style=("+", "gate"))
 primitive("sub", shape=_same, impl=lambda n, a, b: np.subtract(a, b),
           scalar=lambda n, a, b: a - b, vjp=lambda n, g: (g, neg(g)),
-          scalar_vjp=lambda n, g, y, a, b: (g, -g))
+          scalar_vjp=lambda n, g, y, a, b: (g, -g),
+          sympy=lambda sp, a, b: a - b, code="{0} - {1}", style=("-", "gate"))
 primitive("mul", shape=_same, impl=lambda n, a, b: np.multiply(a, b),
           scalar=lambda n, a, b: a * b, vjp=lambda n, g: (_scale(g, n.src[1]), _scale(g, n.src[0])),
-          scalar_vjp=lambda n, g, y, a, b: (g * b, g * a))
+          scalar_vjp=lambda n, g, y, a, b: (g * b, g * a),
+          sympy=lambda sp, a, b: a * b, code="{0} * {1}", style=("*", "gate"))
 
 
 def _div_vjp(node: Node, g: Node):
@@ -88,9 +100,11 @@ def _div_scalar_vjp(n, g, y, a, b):
 
 
 primitive("div", shape=_same, impl=lambda n, a, b: np.divide(a, b),
-          scalar=lambda n, a, b: a / b, vjp=_div_vjp, scalar_vjp=_div_scalar_vjp)
+          scalar=lambda n, a, b: a / b, vjp=_div_vjp, scalar_vjp=_div_scalar_vjp,
+          sympy=lambda sp, a, b: a / b, code="{0} / {1}", style=("/", "gate"))
 primitive("neg", shape=_same, impl=lambda n, x: np.negative(x), scalar=lambda n, x: -x,
-          vjp=lambda n, g: (neg(g),), scalar_vjp=lambda n, g, y, x: (-g,))
+          vjp=lambda n, g: (neg(g),), scalar_vjp=lambda n, g, y, x: (-g,),
+          sympy=lambda sp, a: -a, code="-{0}", style=("*-1", "gate"))
 
 
 def _pow_scalar(node, a, b):
@@ -119,7 +133,8 @@ def _pow_scalar_vjp(node, g, y, a, b):
 
 
 primitive("pow", shape=_same, impl=lambda n, a, b: np.power(a, b), scalar=_pow_scalar,
-          vjp=_pow_vjp, scalar_vjp=_pow_scalar_vjp)
+          vjp=_pow_vjp, scalar_vjp=_pow_scalar_vjp,
+          sympy=lambda sp, a, b: a ** b, code="{0} ** {1}", style=("**", "gate"))
 
 
 # -- unary functions ----------------------------------------------------------------------------
@@ -172,37 +187,52 @@ def _at_zero(n, x):
 
 
 primitive("exp", shape=_same, impl=lambda n, x: np.exp(x), scalar=lambda n, x: math.exp(x),
-          vjp=lambda n, g: (_scale(g, n),), scalar_vjp=lambda n, g, y, x: (g * y,))
+          vjp=lambda n, g: (_scale(g, n),), scalar_vjp=lambda n, g, y, x: (g * y,),
+          sympy=lambda sp, x: sp.exp(x), code="exp({0})", style=("exp", "function"))
 primitive("log", shape=_same, impl=lambda n, x: np.log(x), scalar=lambda n, x: math.log(x),
-          vjp=lambda n, g: (div(g, n.src[0]),), scalar_vjp=lambda n, g, y, x: (g / x,))
+          vjp=lambda n, g: (div(g, n.src[0]),), scalar_vjp=lambda n, g, y, x: (g / x,),
+          sympy=lambda sp, x: sp.log(x), code="log({0})", style=("log", "function"))
 primitive("sqrt", shape=_same, impl=lambda n, x: np.sqrt(x), scalar=lambda n, x: math.sqrt(x),
           vjp=lambda n, g: (div(g, mul(2.0, n)),),
-          scalar_vjp=lambda n, g, y, x: (g / (2.0 * y),))
+          scalar_vjp=lambda n, g, y, x: (g / (2.0 * y),),
+          sympy=lambda sp, x: sp.sqrt(x), code="sqrt({0})", style=("sqrt", "function"))
 primitive("abs", shape=_same, impl=lambda n, x: np.abs(x), scalar=lambda n, x: abs(x),
           vjp=lambda n, g: (_scale(g, sign(n.src[0])),), kink=_at_zero,
-          scalar_vjp=lambda n, g, y, x: (g * _sign(x),))
+          scalar_vjp=lambda n, g, y, x: (g * _sign(x),),
+          sympy=lambda sp, x: sp.Abs(x), code="abs({0})", style=("abs", "function"))
 primitive("sin", shape=_same, impl=lambda n, x: np.sin(x), scalar=lambda n, x: math.sin(x),
           vjp=lambda n, g: (_scale(g, cos(n.src[0])),),
-          scalar_vjp=lambda n, g, y, x: (g * math.cos(x),))
+          scalar_vjp=lambda n, g, y, x: (g * math.cos(x),),
+          sympy=lambda sp, x: sp.sin(x), code="sin({0})", style=("sin", "function"))
 primitive("cos", shape=_same, impl=lambda n, x: np.cos(x), scalar=lambda n, x: math.cos(x),
           vjp=lambda n, g: (neg(_scale(g, sin(n.src[0]))),),
-          scalar_vjp=lambda n, g, y, x: (-(g * math.sin(x)),))
+          scalar_vjp=lambda n, g, y, x: (-(g * math.sin(x)),),
+          sympy=lambda sp, x: sp.cos(x), code="cos({0})", style=("cos", "function"))
 primitive("tanh", shape=_same, impl=lambda n, x: np.tanh(x), scalar=lambda n, x: math.tanh(x),
           vjp=lambda n, g: (_scale(g, sub(1.0, mul(n, n))),),
-          scalar_vjp=lambda n, g, y, x: (g * (1.0 - y * y),))
+          scalar_vjp=lambda n, g, y, x: (g * (1.0 - y * y),),
+          sympy=lambda sp, x: sp.tanh(x), code="tanh_({0})", style=("tanh", "function"))
 primitive("sigmoid", shape=_same, impl=_sigmoid_np, scalar=_sigmoid_scalar,
           vjp=lambda n, g: (_scale(g, mul(n, sub(1.0, n))),),
-          scalar_vjp=lambda n, g, y, x: (g * (y * (1.0 - y)),))
+          scalar_vjp=lambda n, g, y, x: (g * (y * (1.0 - y)),),
+          sympy=lambda sp, x: 1 / (1 + sp.exp(-x)), code="sigmoid_({0})",
+          style=("sigmoid", "function"))
 primitive("relu", shape=_same, impl=_relu_np, scalar=lambda n, x: x if x > 0 else 0.0,
           vjp=lambda n, g: (_scale(g, step(n.src[0])),), kink=_at_zero,
-          scalar_vjp=lambda n, g, y, x: (g * _step(x),))
+          scalar_vjp=lambda n, g, y, x: (g * _step(x),),
+          sympy=lambda sp, x: sp.Max(x, 0), code="({0} if {0} > {z} else {z})",
+          style=("relu", "function"))
 primitive("leaky_relu", shape=_same, impl=_leaky_np,
           scalar=lambda n, x: x if x > 0 else n.attrs["slope"] * x,
           vjp=lambda n, g: (_scale(g, add(n.attrs["slope"],
                                        mul(1.0 - n.attrs["slope"], step(n.src[0])))),),
           scalar_vjp=lambda n, g, y, x: (
               g * (n.attrs["slope"] + (1.0 - n.attrs["slope"]) * _step(x)),),
-          kink=_at_zero)
+          kink=_at_zero,
+          sympy=lambda sp, x, slope: slope * x + (1 - slope) * sp.Max(x, 0),
+          code="({0} if {0} > {z} else {slope} * {0})", style=("leaky relu", "function"))
+
+
 def _elu_scalar_vjp(n, g, y, x):
     s = _step(x)
     return (g * (s + (1.0 - s) * (y + n.attrs["alpha"])),)
@@ -210,12 +240,32 @@ def _elu_scalar_vjp(n, g, y, x):
 
 primitive("elu", shape=_same, impl=_elu_np, scalar=_elu_scalar, vjp=_elu_vjp,
           scalar_vjp=_elu_scalar_vjp,
-          kink=lambda n, x: n.attrs["alpha"] != 1.0 and _at_zero(n, x))
+          kink=lambda n, x: n.attrs["alpha"] != 1.0 and _at_zero(n, x),
+          sympy=lambda sp, x, alpha: sp.Max(x, 0) + alpha * (sp.exp(sp.Min(x, 0)) - 1),
+          code="({0} if {0} > {z} else {alpha} * expm1({0}))", style=("elu", "function"))
 primitive("step", shape=_same,
           impl=lambda n, x: (np.asarray(x) > 0).astype(n.dtype),
-          scalar=lambda n, x: _step(x), vjp=None, kink=_at_zero)
+          scalar=lambda n, x: _step(x), vjp=None, kink=_at_zero,
+          # step(0) = 0, as in gradviz; SymPy's own default is 1/2
+          sympy=lambda sp, x: sp.Heaviside(x, 0), code="({one} if {0} > {z} else {z})",
+          style=("step", "indicator"))
 primitive("sign", shape=_same, impl=lambda n, x: np.sign(x),
-          scalar=lambda n, x: _sign(x), vjp=None, kink=_at_zero)
+          scalar=lambda n, x: _sign(x), vjp=None, kink=_at_zero,
+          sympy=lambda sp, x: sp.sign(x),
+          code="({one} if {0} > {z} else (-{one} if {0} < {z} else {z}))",
+          style=("sign", "indicator"))
+
+
+def _softplus_scalar(node, x):
+    return max(x, 0.0) + float(np.log1p(np.exp(-abs(x))))
+
+
+primitive("softplus", shape=lambda x: (x.shape, x.dtype),
+          impl=lambda n, x: np.logaddexp(0.0, x).astype(n.dtype, copy=False),
+          scalar=_softplus_scalar, vjp=lambda n, g: (_scale(g, sigmoid(n.src[0])),),
+          scalar_vjp=lambda n, g, y, x: (g * _sigmoid_scalar(n, x),),
+          sympy=lambda sp, x: sp.log(1 + sp.exp(x)), code="softplus_({0})",
+          style=("softplus", "function"))
 
 
 # -- binary max / min ---------------------------------------------------------------------------
@@ -245,43 +295,54 @@ def _minimum_scalar_vjp(n, g, y, a, b):
 
 primitive("maximum", shape=_same, impl=lambda n, a, b: np.maximum(a, b),
           scalar=lambda n, a, b: a if a >= b else b, vjp=_maximum_vjp,
-          scalar_vjp=_maximum_scalar_vjp, kink=_tie)
+          scalar_vjp=_maximum_scalar_vjp, kink=_tie,
+          sympy=lambda sp, a, b: sp.Max(a, b), code="({0} if {0} >= {1} else {1})",
+          style=("max", "gate"))
 primitive("minimum", shape=_same, impl=lambda n, a, b: np.minimum(a, b),
           scalar=lambda n, a, b: a if a <= b else b, vjp=_minimum_vjp,
-          scalar_vjp=_minimum_scalar_vjp, kink=_tie)
+          scalar_vjp=_minimum_scalar_vjp, kink=_tie,
+          sympy=lambda sp, a, b: sp.Min(a, b), code="({0} if {0} <= {1} else {1})",
+          style=("min", "gate"))
 
 
 # -- builders -----------------------------------------------------------------------------------
+@builder()
 def add(a, b) -> Node:
     """a + b (broadcasting)."""
     return _binary("add", a, b)
 
 
+@builder()
 def sub(a, b) -> Node:
     """a - b (broadcasting)."""
     return _binary("sub", a, b)
 
 
+@builder()
 def mul(a, b) -> Node:
     """a * b, elementwise (broadcasting)."""
     return _binary("mul", a, b)
 
 
+@builder()
 def div(a, b) -> Node:
     """a / b, elementwise (broadcasting)."""
     return _binary("div", a, b)
 
 
+@builder("power")
 def pow_(a, b) -> Node:
     """a ** b, elementwise; the exponent may be a constant or any node."""
     return _binary("pow", a, b)
 
 
+@builder(parse="max", arity=None, summary="max(a, b, ...)")
 def maximum(a, b) -> Node:
     """Elementwise maximum of a and b (a kink where they tie)."""
     return _binary("maximum", a, b)
 
 
+@builder(parse="min", arity=None, summary="min(a, b, ...)")
 def minimum(a, b) -> Node:
     """Elementwise minimum of a and b (a kink where they tie)."""
     return _binary("minimum", a, b)
@@ -291,71 +352,91 @@ def _unary(op: str, x, **attrs) -> Node:
     return make(op, lift(x), **attrs)
 
 
+@builder()
 def neg(x) -> Node:
     """-x."""
     return _unary("neg", x)
 
 
+@builder(parse="exp", summary="e**x")
 def exp(x) -> Node:
     """e**x."""
     return _unary("exp", x)
 
 
+@builder(parse="log", summary="natural logarithm")
 def log(x) -> Node:
     """Natural logarithm."""
     return _unary("log", x)
 
 
+@builder(parse="sqrt", summary="square root")
 def sqrt(x) -> Node:
     """Square root."""
     return _unary("sqrt", x)
 
 
+@builder("abs", parse="abs", summary="|x|")
 def abs_(x) -> Node:
     """|x| (a kink at 0)."""
     return _unary("abs", x)
 
 
+@builder(parse="sin", summary="sine")
 def sin(x) -> Node:
     """Sine."""
     return _unary("sin", x)
 
 
+@builder(parse="cos", summary="cosine")
 def cos(x) -> Node:
     """Cosine."""
     return _unary("cos", x)
 
 
+@builder(parse="tanh", summary="hyperbolic tangent")
 def tanh(x) -> Node:
     """Hyperbolic tangent."""
     return _unary("tanh", x)
 
 
+@builder(parse="sigmoid", summary="1/(1+exp(-x))")
 def sigmoid(x) -> Node:
     """Logistic sigmoid 1 / (1 + e**-x)."""
     return _unary("sigmoid", x)
 
 
+@builder(parse="relu", summary="max(0, x)")
 def relu(x) -> Node:
     """max(0, x) (a kink at 0)."""
     return _unary("relu", x)
 
 
+@builder(parse="leaky_relu", constants=1, summary="leaky_relu(x, slope=0.1)")
 def leaky_relu(x, slope: float = 0.1) -> Node:
     """x where x > 0, else slope * x (the slides use slope 0.1)."""
     return _unary("leaky_relu", x, slope=float(slope))
 
 
+@builder(parse="elu", constants=1, summary="elu(x, alpha=1)")
 def elu(x, alpha: float = 1.0) -> Node:
     """x where x > 0, else alpha * (e**x - 1)."""
     return _unary("elu", x, alpha=float(alpha))
 
 
+@builder(parse="softplus", summary="log(1 + exp(x))")
+def softplus(x) -> Node:
+    """log(1 + e**x), computed without overflow; its derivative is sigmoid(x)."""
+    return make("softplus", lift(x))
+
+
+@builder(parse="step", summary="1 if x > 0 else 0")
 def step(x) -> Node:
     """1 where x > 0, else 0 (the perceptron's activation; zero derivative)."""
     return _unary("step", x)
 
 
+@builder(parse="sign", summary="-1, 0 or 1")
 def sign(x) -> Node:
     """-1, 0 or 1 by the sign of x (zero derivative)."""
     return _unary("sign", x)

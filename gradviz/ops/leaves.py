@@ -7,6 +7,7 @@ import numpy as np
 
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import DTYPES, Node
+from gradviz.core.rules import builder
 
 
 def _check_dtype(dtype: str) -> str:
@@ -25,6 +26,7 @@ def _check_shape(shape) -> tuple[int, ...]:
     return shape
 
 
+@builder()
 def var(name: str, shape=(), dtype: str = "float64") -> Node:
     """An input variable, given a value at evaluation time (`shape=()` is a scalar)."""
     if not isinstance(name, str) or not name:
@@ -32,11 +34,13 @@ def var(name: str, shape=(), dtype: str = "float64") -> Node:
     return Node("var", (), {}, _check_shape(shape), _check_dtype(dtype), name)
 
 
+@builder()
 def vars(names: str, shape=(), dtype: str = "float64") -> tuple[Node, ...]:  # noqa: A001
     """Several scalar (or same-shaped) variables at once: `x, y, z = gv.vars("x y z")`."""
     return tuple(var(n, shape, dtype) for n in names.replace(",", " ").split())
 
 
+@builder()
 def param(name: str, shape=(), dtype: str = "float64") -> Node:
     """A trainable parameter: a leaf like `var`, marked so that optimizers update it."""
     if not isinstance(name, str) or not name:
@@ -44,6 +48,7 @@ def param(name: str, shape=(), dtype: str = "float64") -> Node:
     return Node("param", (), {}, _check_shape(shape), _check_dtype(dtype), name)
 
 
+@builder()
 def const(value, dtype: str | None = None, name: str | None = None) -> Node:
     """A constant. Scalars are stored as Python floats, tensors as read-only NumPy arrays."""
     if type(value) is float and dtype in _FAST_DTYPES:  # the common case, kept cheap

@@ -7,7 +7,7 @@ import numpy as np
 from gradviz.errors import ShapeError
 from gradviz.core.ir import Node
 from gradviz.ops.shape import make, reshape, transpose
-from gradviz.core.rules import primitive
+from gradviz.core.rules import builder, primitive
 
 
 def _matmul_shape(a: Node, b: Node):
@@ -23,9 +23,11 @@ def _matmul_vjp(node: Node, g: Node):
     return matmul(g, transpose(b)), matmul(transpose(a), g)
 
 
-primitive("matmul", shape=_matmul_shape, impl=lambda node, a, b: np.matmul(a, b), vjp=_matmul_vjp)
+primitive("matmul", shape=_matmul_shape, impl=lambda node, a, b: np.matmul(a, b), vjp=_matmul_vjp,
+          tensor_only=True, style=("@", "layer"))
 
 
+@builder()
 def matmul(a: Node, b: Node) -> Node:
     """Matrix product `a @ b` of 2-D (or 1-D) nodes."""
     if a.ndim not in (1, 2) or b.ndim not in (1, 2):

@@ -10,7 +10,7 @@ import numpy as np
 from gradviz.errors import ShapeError
 from gradviz.core.ir import Node
 from gradviz.ops.leaves import _check_shape
-from gradviz.core.rules import primitive
+from gradviz.core.rules import builder, primitive
 
 
 def make(op: str, *src: Node, name: str | None = None, **attrs) -> Node:
@@ -38,9 +38,10 @@ def _broadcast_vjp(node: Node, g: Node):
 
 primitive("broadcast_to", shape=_broadcast_shape,
           impl=lambda node, x: np.broadcast_to(x, node.shape),
-          vjp=_broadcast_vjp)
+          vjp=_broadcast_vjp, tensor_only=True, style=("broadcast", "shape"))
 
 
+@builder()
 def broadcast_to(x: Node, shape) -> Node:
     """`x` repeated along new leading axes and along its size-1 axes to `shape` (NumPy rules)."""
     shape = _check_shape(shape)
@@ -74,9 +75,11 @@ def _reshape_shape(x: Node, *, shape):
 
 primitive("reshape", shape=_reshape_shape,
           impl=lambda node, x: np.reshape(x, node.shape),
-          vjp=lambda node, g: (reshape(g, node.src[0].shape),))
+          vjp=lambda node, g: (reshape(g, node.src[0].shape),), tensor_only=True,
+          style=("reshape", "shape"))
 
 
+@builder()
 def reshape(x: Node, shape) -> Node:
     """`x` with a new shape of the same size; one dimension may be -1."""
     if isinstance(shape, int):
@@ -112,9 +115,10 @@ def _transpose_vjp(node: Node, g: Node):
 
 primitive("transpose", shape=_transpose_shape,
           impl=lambda node, x: np.transpose(x, node.attrs["perm"]),
-          vjp=_transpose_vjp)
+          vjp=_transpose_vjp, tensor_only=True, style=("transpose", "shape"))
 
 
+@builder()
 def transpose(x: Node, perm=None) -> Node:
     """Axes of `x` permuted (reversed when `perm` is None, so a matrix is transposed)."""
     perm = tuple(reversed(range(x.ndim))) if perm is None else tuple(int(p) for p in perm)

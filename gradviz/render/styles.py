@@ -2,12 +2,15 @@
 
 Families pick the shape and fill: arithmetic gates are small circles, functions rounded boxes,
 shape and reduction ops plain boxes, layer-sized ops (matmul, conv, pool) bold boxes, leaves
-(variables, parameters, constants) boxes of their own colour. A registry test checks that every
-primitive has an entry.
+(variables, parameters, constants) boxes of their own colour. Each op registers its style where
+it is defined; a registry test checks that every primitive has one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from gradviz import ops  # noqa: F401  (registers every primitive's style)
+from gradviz.core import rules
 
 
 @dataclass(frozen=True)
@@ -35,46 +38,13 @@ FAMILIES = {
                  "color": "#bc4c00"},
 }
 
+# The leaves' styles, then every primitive's, registered where the op is defined (`style=` of
+# `gradviz.core.rules.primitive`).
 node_style: dict[str, Style] = {
     "var": Style("", "var"),
     "param": Style("", "param"),
     "const": Style("", "const"),
-    "add": Style("+", "gate"),
-    "sub": Style("-", "gate"),
-    "mul": Style("*", "gate"),
-    "div": Style("/", "gate"),
-    "neg": Style("*-1", "gate"),
-    "pow": Style("**", "gate"),
-    "maximum": Style("max", "gate"),
-    "minimum": Style("min", "gate"),
-    "exp": Style("exp", "function"),
-    "log": Style("log", "function"),
-    "sqrt": Style("sqrt", "function"),
-    "abs": Style("abs", "function"),
-    "sin": Style("sin", "function"),
-    "cos": Style("cos", "function"),
-    "tanh": Style("tanh", "function"),
-    "sigmoid": Style("sigmoid", "function"),
-    "softplus": Style("softplus", "function"),
-    "relu": Style("relu", "function"),
-    "leaky_relu": Style("leaky relu", "function"),
-    "elu": Style("elu", "function"),
-    "step": Style("step", "indicator"),
-    "sign": Style("sign", "indicator"),
-    "broadcast_to": Style("broadcast", "shape"),
-    "reshape": Style("reshape", "shape"),
-    "transpose": Style("transpose", "shape"),
-    "sum": Style("sum", "shape"),
-    "amax": Style("max over", "shape"),
-    "matmul": Style("@", "layer"),
-    "conv2d": Style("conv2d", "layer"),
-    "conv2d_transpose": Style("conv2d^T", "layer"),
-    "conv2d_weight_grad": Style("conv2d dW", "layer"),
-    "max_pool2d": Style("max pool", "layer"),
-    "max_pool2d_grad": Style("max pool^T", "layer"),
-    "max_pool2d_gather": Style("max pool gather", "layer"),
-    "avg_pool2d": Style("avg pool", "layer"),
-    "avg_pool2d_transpose": Style("avg pool^T", "layer"),
+    **{op: Style(*style) for op, style in rules.styles.items()},
 }
 
 

@@ -1,8 +1,10 @@
 """Graphs to SymPy and back, symbolic gradients two ways, proofs of equality, formulas as text.
 
 `sympy_rules[op](node, *args)` gives the SymPy expression of primitive `op` applied to the SymPy
-expressions of its operands. Variables become real symbols (`real=True`, so `abs` differentiates
-to `sign`, not to `re`/`im`). SymPy only ever sees what a graph built: never a user's string.
+expressions of its operands (each op registers its rule where it is defined: `sympy=` of
+`gradviz.core.rules.primitive`). Variables become real symbols (`real=True`, so `abs`
+differentiates to `sign`, not to `re`/`im`). SymPy only ever sees what a graph built: never a
+user's string.
 
 Kinked ops are written with `Max`/`Min`/`Heaviside`, never `Piecewise`, so every formula prints
 back in the expression language and converts back to graph nodes (`from_sympy`).
@@ -21,64 +23,35 @@ import numpy as np
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from gradviz.errors import GradvizError
+from gradviz import ops  # noqa: F401  (registers every primitive's SymPy rule)
+from gradviz.core import rules
 from gradviz.core.ir import Node, toposort
+from gradviz.errors import GradvizError
 
 # -- the translation table --------------------------------------------------------------------
+def _bind(rule: Callable) -> Callable:
+    """A registered rule `rule(sp, *operands, **attrs)` as `rule(node, *operands)`: SymPy passed
+    in, the node's numeric attrs (a slope, an alpha) as SymPy numbers."""
+    def translate(node: Node, *args):
+        attrs = {k: number(v) for k, v in node.attrs.items() if isinstance(v, (int, float))}
+        return rule(sp, *args, **attrs)
+    return translate
 
 
-def _leaky_relu(node: Node, x):
-    s = number(node.attrs["slope"])
-    return s * x + (1 - s) * sp.Max(x, 0)
-
-
-def _elu(node: Node, x):
-    return sp.Max(x, 0) + number(node.attrs["alpha"]) * (sp.exp(sp.Min(x, 0)) - 1)
-
-
-sympy_rules: dict[str, Callable] = {
-    "add": lambda n, a, b: a + b,
-    "sub": lambda n, a, b: a - b,
-    "mul": lambda n, a, b: a * b,
-    "div": lambda n, a, b: a / b,
-    "neg": lambda n, a: -a,
-    "pow": lambda n, a, b: a ** b,
-    "exp": lambda n, x: sp.exp(x),
-    "log": lambda n, x: sp.log(x),
-    "sqrt": lambda n, x: sp.sqrt(x),
-    "abs": lambda n, x: sp.Abs(x),
-    "sin": lambda n, x: sp.sin(x),
-    "cos": lambda n, x: sp.cos(x),
-    "tanh": lambda n, x: sp.tanh(x),
-    "sigmoid": lambda n, x: 1 / (1 + sp.exp(-x)),
-    "softplus": lambda n, x: sp.log(1 + sp.exp(x)),
-    "relu": lambda n, x: sp.Max(x, 0),
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    # step(0) = 0, as in gradviz; SymPy's own default is 1/2
-    "step": lambda n, x: sp.Heaviside(x, 0),
-    "sign": lambda n, x: sp.sign(x),
-    "maximum": lambda n, a, b: sp.Max(a, b),
-    "minimum": lambda n, a, b: sp.Min(a, b),
-}
+# `sympy_rules[op](node, *args)`, one per primitive registered with `sympy=` (gradviz.core.rules);
+# ops registered later (user-defined ops) are bound when first translated.
+sympy_rules: dict[str, Callable] = {op: _bind(rule) for op, rule in rules.sympy_rules.items()}
 
 # Primitives that only mean something on tensors; translating a graph that uses one is an error.
-TENSOR_ONLY = frozenset({
-    "broadcast_to", "sum", "reshape", "transpose", "matmul", "amax", "conv2d",
-    "conv2d_transpose", "conv2d_weight_grad", "max_pool2d", "max_pool2d_grad",
-    "max_pool2d_gather", "avg_pool2d", "avg_pool2d_transpose", "softmax", "log_softmax",
-})
+TENSOR_ONLY = rules.tensor_only
 
 
 def _rule(op: str) -> Callable:
     rule = sympy_rules.get(op)
     if rule is not None:
         return rule
-    from gradviz.core import custom_ops as custom
-
-    if op in custom.sympy_rules:
-        user_rule = custom.sympy_rules[op]
-        return lambda node, *args: user_rule(*args)
+    if op in rules.sympy_rules:
+        return _bind(rules.sympy_rules[op])
     if op in TENSOR_ONLY:
         raise GradvizError(f"SymPy translation supports scalar graphs; {op!r} is a tensor op")
     raise GradvizError(f"no SymPy rule for op {op!r}")
@@ -145,6 +118,7 @@ def _upstream(roots: list[Node], known: Mapping[Node, object]) -> list[Node]:
 
 
 # -- SymPy -> graph ---------------------------------------------------------------------------
+# SymPy functions that are one gradviz op, by the op's public builder name (`rules.builders`)
 _FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sin: "sin", sp.cos: "cos",
               sp.tanh: "tanh", sp.sign: "sign"}
 
@@ -252,7 +226,7 @@ def _combine(e: sp.Basic, parts: list, built: dict, variables: dict, ops) -> Nod
         return _fold(ops.maximum if isinstance(e, sp.Max) else ops.minimum, args)
     for fn, name in _FUNCTIONS.items():
         if isinstance(e, fn):
-            return getattr(ops, "abs_" if name == "abs" else name)(args[0])
+            return rules.builders[name](args[0])
     raise GradvizError(f"no gradviz op for SymPy {type(e).__name__}")
 
 
