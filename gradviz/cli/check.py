@@ -4,32 +4,9 @@ from __future__ import annotations
 import json
 import click
 
-from gradviz.cli.common import load_expression, parse_names, parse_points
+from gradviz.cli.common import parse_names, parse_points
 from gradviz.core.text import format_number
 from gradviz.errors import GradvizError
-
-
-def claim_report(expression: str, wrt: str, claim: str, at: dict[str, float]):
-    """Parse the expression and the claim (sharing variables) and check the claim."""
-    from gradviz.verify.claims import check_claim
-    from gradviz.errors import ParseError
-    from gradviz.core.parser import parse
-
-    output, variables = load_expression(expression)
-    names = parse_names(wrt)
-    if len(names) != 1:
-        raise GradvizError("--wrt takes exactly one variable")
-    if names[0] not in variables:
-        raise GradvizError(f"--wrt {names[0]!r}: the expression does not use it")
-    unknown = [n for n in at if n not in variables]
-    if unknown:
-        raise GradvizError(f"--at names {', '.join(map(repr, unknown))}, which the expression "
-                           "does not use")
-    try:
-        claimed = parse(claim, dict(variables))
-    except ParseError as exc:
-        raise GradvizError(f"in the claim: {exc}") from None
-    return check_claim(output, variables[names[0]], claimed, at=at)
 
 
 def _fmt(value: float) -> str:
@@ -75,7 +52,12 @@ def check(expression: str, wrt: str, claim: str, at: tuple[str, ...], as_json: b
     Exit code 0 when verified (or inconclusive: SymPy could not decide and every point
     agreed), 1 when refuted with a counterexample, 2 for bad input.
     """
-    result = claim_report(expression, wrt, claim, parse_points(at))
+    from gradviz.verify.claims import check_claim_text
+
+    names = parse_names(wrt)
+    if len(names) != 1:
+        raise GradvizError("--wrt takes exactly one variable")
+    result = check_claim_text(expression, names[0], claim, parse_points(at))
     if as_json:
         click.echo(json.dumps({"expression": expression, **result.to_json()}))
     else:

@@ -18,31 +18,6 @@ def _number(value: float, digits: int | None) -> str:
     return format_number(value, 6, decimals=digits, exact_integers=False)
 
 
-def table_rows(run, digits: int | None = None, rows: int = 10) -> list[list[str]]:
-    """The iteration table as text cells, header first; with more than 2 * `rows` iterations
-    only the first and last `rows` are kept, with a row of dots between (`rows` 0: all)."""
-    names = run.variables
-    one = len(names) == 1
-    arg = names[0] if one else ""
-    header = ["iteration", *names, f"f({arg})" if one else "f",
-              *(f"df/d{n}" for n in names), *(f"new {n}" for n in names),
-              f"f(new {arg})" if one else "f(new)", "|Δf|"]
-    steps = run.steps
-    shown: list = list(steps)
-    if rows and len(steps) > 2 * rows:
-        shown = [*steps[:rows], None, *steps[-rows:]]
-    out = [header]
-    for s in shown:
-        if s is None:
-            out.append([":"] * len(header))
-            continue
-        out.append([str(s.iteration), *(_number(s.point[n], digits) for n in names),
-                    _number(s.value, digits), *(_number(s.gradient[n], digits) for n in names),
-                    *(_number(s.new_point[n], digits) for n in names),
-                    _number(s.new_value, digits), _number(s.change, digits)])
-    return out
-
-
 def _print_table(cells: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     for row in cells:
@@ -54,11 +29,13 @@ def _point(point: dict, digits: int | None = None) -> str:
 
 
 def _print_run(run, digits, rows) -> None:
+    from gradviz.lectures.descend import iteration_table
+
     start = ", ".join(f"{k}={v:g}" for k, v in run.start.items())
     click.echo(f"f = {run.expression}   from {start}   {run.optimizer}, lr {run.lr:g}, "
                f"eps {run.eps:g}")
     click.echo("")
-    _print_table(table_rows(run, digits, rows))
+    _print_table(iteration_table(run, digits, rows))
     click.echo("")
     click.echo(run.message)
     if run.status in ("converged", "max-iter"):

@@ -2,44 +2,11 @@
 of a data set, normalized with the statistics saved at training time."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import click
 
-from gradviz.errors import GradvizError
-
 SPLITS = ("test", "val", "train")
-
-
-def evaluation_report(checkpoint: str, data: str | None, target: str | None, split: str,
-                      seed: int | None) -> dict:
-    """The `evaluate --json` object for a checkpoint on `split` of `data` (default: the data set
-    it was trained on, split with its seed, so `test` is the held-out part)."""
-    from gradviz.nn.training import TrainedModel, load_data
-
-    trained = TrainedModel(checkpoint)
-    config = trained.config
-    if data is None or data == config.data:
-        data, target = config.data, config.target if target is None else target
-    spec = dataclasses.replace(config, data=data, target=target,
-                               seed=config.seed if seed is None else seed)
-    raw = load_data(spec, normalize="none", dtype="float64")
-    X_raw, y = raw.splits[split]
-    if raw.task != trained.task:
-        raise GradvizError(f"{data} is a {raw.task} data set; the model was trained for "
-                           f"{trained.task}")
-    if raw.task == "classification" and len(y) and int(y.max()) >= trained.n_classes:
-        raise GradvizError(f"{data} has class {int(y.max())}; the model knows "
-                           f"{trained.n_classes} classes")
-    result = trained.evaluate(trained.prepare(X_raw), y)
-    report = {"checkpoint": checkpoint, "model": config.model, "data": data, "split": split,
-              "epoch": trained.epoch, "examples": result["examples"], "loss": result["loss"],
-              "accuracy": result["accuracy"]}
-    if "confusion" in result:
-        report["class_names"] = list(trained.class_names)
-        report["confusion"] = result["confusion"].tolist()
-    return report
 
 
 def format_confusion(matrix: list[list[int]], names: list[str]) -> str:
@@ -69,6 +36,8 @@ def evaluate(checkpoint, data, target, split, seed, as_json):
     gradviz train -m mlp -d digits --hidden 64 --checkpoint run1
     gradviz evaluate --checkpoint run1 --data digits
     """
+    from gradviz.nn.training import evaluation_report
+
     report = evaluation_report(checkpoint, data, target, split, seed)
     if as_json:
         click.echo(json.dumps(report))

@@ -38,7 +38,7 @@ def _samples(texts: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _data(spec: str | None, target: str | None, samples: tuple[str, ...]):
-    from gradviz.data import boolean_gate, read_csv
+    from gradviz.lectures.perceptron import perceptron_data
 
     if samples:
         if spec is not None:
@@ -47,17 +47,7 @@ def _data(spec: str | None, target: str | None, samples: tuple[str, ...]):
     if spec is None:
         raise GradvizError("give the training samples with --data (and, or, xor, FILE.csv) or "
                            "--sample INPUTS:TARGET")
-    if spec.lower() in ("and", "or", "xor"):
-        return boolean_gate(spec.lower())
-    if target is None:
-        raise GradvizError(f"name the 0/1 column of {spec} with --target")
-    table = read_csv(spec, target, "classification")
-    labels = np.asarray(table.class_names)[table.y]
-    try:
-        y = labels.astype(float)
-    except ValueError:
-        raise GradvizError(f"{spec}: the perceptron needs 0/1 targets in {target!r}") from None
-    return table.X, y
+    return perceptron_data(spec, target)
 
 
 @click.command()

@@ -88,31 +88,16 @@ class ConsoleReporter:
 
 
 def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: str | None):
-    from gradviz.nn.training import TrainConfig
+    """(config, saved device) from the options given on the command line (not defaulted)."""
+    from gradviz.nn.training import config_for_run
 
     given = {field: options[opt] for opt, field in CONFIG_OPTIONS.items()
              if ctx.get_parameter_source(opt) not in (ParameterSource.DEFAULT, None)}
     if "hidden" in given:
         given["hidden"] = parse_hidden(given["hidden"])
-    if resume:
-        if checkpoint is None:
-            raise GradvizError("--resume needs --checkpoint DIR")
-        from gradviz.nn import checkpoints as ckpt
-
-        meta = ckpt.load(checkpoint).meta
-        try:
-            base = TrainConfig.from_dict(meta.get("config")).to_dict()
-        except (GradvizError, TypeError) as exc:
-            raise GradvizError(f"corrupt checkpoint in {checkpoint}: {exc}") from None
-        if base.get("hidden") is not None:
-            base["hidden"] = tuple(base["hidden"])
-        return TrainConfig(**{**base, **given}), meta.get("device")
-    for required in ("model", "data"):
-        if required not in given:
-            raise GradvizError(f"missing option --{required}")
     defaults = {field: options[opt] for opt, field in CONFIG_OPTIONS.items()
                 if opt not in ("model", "data", "hidden")}
-    return TrainConfig(**{**defaults, "hidden": None, **given}), None
+    return config_for_run(given, defaults, resume=resume, checkpoint=checkpoint)
 
 
 @click.command()
@@ -161,7 +146,7 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     gradviz train --checkpoint run1 --resume --epochs 30
     gradviz train -m mlp -d moons --hidden 16 --plot-regions moons.png --frames moons-frames
     """
-    from gradviz.nn.training import Trainer, plot_curves
+    from gradviz.nn.training import Trainer
 
     options = dict(model=model, data=data, target=target, hidden=hidden, epochs=epochs,
                    batch=batch, lr=lr, optimizer=optimizer and optimizer.lower(), l2=l2,
@@ -170,25 +155,51 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     if saved_device in DEVICE_NAMES and \
             ctx.get_parameter_source("device") == ParameterSource.DEFAULT:
         device = saved_device  # the same device computes the same bits
-    if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):
-        raise GradvizError(f"--plot writes .png, .svg or .pdf files, not {plot!r}")
-    if plot_regions is not None:
-        from gradviz.lectures.regions import image_format
-
-        image_format(plot_regions)
+    _check_pictures(plot, plot_regions)
     reporter = ConsoleReporter(as_json)
     try:
         trainer = Trainer(config, device=device, checkpoint=checkpoint, resume=resume,
                           reporter=reporter)
         regions, writer = _regions(trainer, config, plot_regions, frames)
         if not as_json:
-            click.echo(f"{trainer.dataset.summary()}; model {config.model}, "
-                       f"{sum(p.size for p in trainer.model.parameters()):,} parameters, "
-                       f"{trainer.optimizer.name} lr {trainer.schedule.base:g}, "
-                       f"device {trainer.device}")
+            click.echo(_start_line(trainer, config))
         result = trainer.run()
     finally:
         reporter.close()
+    _draw(result, config, regions, plot, plot_regions)
+    if as_json:
+        click.echo(json.dumps(result.summary()))
+        return
+    _print_result(result)
+    if plot is not None:
+        click.echo(f"curves written to {plot}")
+    if plot_regions is not None:
+        click.echo(f"decision regions drawn in {plot_regions}")
+    if writer is not None:
+        click.echo(f"{len(writer.frames)} frame(s) and index.html written to {frames}")
+
+
+def _check_pictures(plot: str | None, plot_regions: str | None) -> None:
+    """Refuse a picture format before training rather than after."""
+    if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):
+        raise GradvizError(f"--plot writes .png, .svg or .pdf files, not {plot!r}")
+    if plot_regions is not None:
+        from gradviz.lectures.regions import image_format
+
+        image_format(plot_regions)
+
+
+def _start_line(trainer, config) -> str:
+    return (f"{trainer.dataset.summary()}; model {config.model}, "
+            f"{sum(p.size for p in trainer.model.parameters()):,} parameters, "
+            f"{trainer.optimizer.name} lr {trainer.schedule.base:g}, "
+            f"device {trainer.device}")
+
+
+def _draw(result, config, regions, plot: str | None, plot_regions: str | None) -> None:
+    """The loss curves (--plot) and the final decision regions (--plot-regions)."""
+    from gradviz.nn.training import plot_curves
+
     if plot is not None:
         plot_curves(result.history, plot, title=f"{config.model} on {config.data}")
     if plot_regions is not None:
@@ -196,10 +207,10 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
                      title=f"{config.model} on {config.data}: epoch {result.history[-1].epoch}, "
                      f"{_fit_note(result.history[-1])}"
                      if result.history else f"{config.model} on {config.data}")
-    summary = result.summary()
-    if as_json:
-        click.echo(json.dumps(summary))
-        return
+
+
+def _print_result(result) -> None:
+    """The test metrics and how long the run took."""
     if result.test_accuracy is not None:
         click.echo(f"test accuracy {100 * result.test_accuracy:.2f}%  "
                    f"(loss {_num(result.test_loss)})")
@@ -212,12 +223,6 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     click.echo(f"{result.epochs_run} epoch(s) in {result.seconds:.1f} s on {result.device}{speed}"
                + (f" (resumed from epoch {result.resumed_from_epoch})"
                   if result.resumed_from_epoch is not None else ""))
-    if plot is not None:
-        click.echo(f"curves written to {plot}")
-    if plot_regions is not None:
-        click.echo(f"decision regions drawn in {plot_regions}")
-    if writer is not None:
-        click.echo(f"{len(writer.frames)} frame(s) and index.html written to {frames}")
 
 
 def _fit_note(record) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 
 from gradviz.errors import GradvizError
 from gradviz.core.ir import Node
+from gradviz.core.text import format_number
 
 STATUSES = ("converged", "oscillating", "diverged", "unbounded", "max-iter")
 BLOWUP = 1e12          # |f| beyond BLOWUP * (1 + |f(start)|) counts as "without bound"
@@ -250,6 +251,36 @@ def _point_text(point: Mapping[str, float]) -> str:
 
 
 # -- comparing optimizers -------------------------------------------------------------------------
+def iteration_table(run: Descent, digits: int | None = None, rows: int = 10) -> list[list[str]]:
+    """The slides' iteration table as text cells, header first: numbers to `digits` decimals
+    (default: 6 significant digits); with more than 2 * `rows` iterations only the first and
+    last `rows` are kept, with a row of dots between (`rows` 0: all)."""
+    names = run.variables
+    one = len(names) == 1
+    arg = names[0] if one else ""
+    header = ["iteration", *names, f"f({arg})" if one else "f",
+              *(f"df/d{n}" for n in names), *(f"new {n}" for n in names),
+              f"f(new {arg})" if one else "f(new)", "|Δf|"]
+    steps = run.steps
+    shown: list = list(steps)
+    if rows and len(steps) > 2 * rows:
+        shown = [*steps[:rows], None, *steps[-rows:]]
+    out = [header]
+    for s in shown:
+        if s is None:
+            out.append([":"] * len(header))
+            continue
+        out.append([str(s.iteration), *(_cell(s.point[n], digits) for n in names),
+                    _cell(s.value, digits), *(_cell(s.gradient[n], digits) for n in names),
+                    *(_cell(s.new_point[n], digits) for n in names),
+                    _cell(s.new_value, digits), _cell(s.change, digits)])
+    return out
+
+
+def _cell(value: float, digits: int | None) -> str:
+    return format_number(value, 6, decimals=digits, exact_integers=False)
+
+
 def parse_compare(text: str) -> list[tuple[str, float | None]]:
     """`"sgd,momentum:0.01,adam"` -> [("sgd", None), ("momentum", 0.01), ("adam", None)]:
     optimizer names, each with an optional learning rate after a colon."""

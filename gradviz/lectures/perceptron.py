@@ -124,6 +124,24 @@ def _check_binary_targets(t: np.ndarray) -> np.ndarray:
     return t.astype(np.int64)
 
 
+def perceptron_data(spec: str, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, 0/1 targets) of a data set: a boolean gate (and, or, xor) or a CSV file whose
+    `target` column holds 0 and 1."""
+    from gradviz.data import boolean_gate, read_csv
+
+    if spec.lower() in ("and", "or", "xor"):
+        return boolean_gate(spec.lower())
+    if target is None:
+        raise GradvizError(f"name the 0/1 column of {spec} with --target")
+    table = read_csv(spec, target, "classification")
+    labels = np.asarray(table.class_names)[table.y]
+    try:
+        y = labels.astype(float)
+    except ValueError:
+        raise GradvizError(f"{spec}: the perceptron needs 0/1 targets in {target!r}") from None
+    return table.X, y
+
+
 def train_perceptron(X, t, *, w0=None, b0: float = 0.0, lr: float = 1.0, max_epochs: int = 100,
                      use_bias: bool = True, shuffle: bool = False, seed: int = 0,
                      record_trace: bool = True) -> PerceptronResult:

@@ -569,6 +569,57 @@ class TrainedModel:
         return result
 
 
+def config_for_run(given: dict, defaults: dict, *, resume: bool = False,
+                   checkpoint: str | None = None) -> tuple[TrainConfig, str | None]:
+    """The configuration of a run from the settings a user `given` ({TrainConfig field: value})
+    and `defaults` for the rest; resuming, from the checkpoint's configuration with `given` on
+    top. Returns (config, the device the checkpoint was trained on, or None)."""
+    if resume:
+        if checkpoint is None:
+            raise GradvizError("--resume needs --checkpoint DIR")
+        meta = ckpt.load(checkpoint).meta
+        try:
+            base = TrainConfig.from_dict(meta.get("config")).to_dict()
+        except (GradvizError, TypeError) as exc:
+            raise GradvizError(f"corrupt checkpoint in {checkpoint}: {exc}") from None
+        if base.get("hidden") is not None:
+            base["hidden"] = tuple(base["hidden"])
+        return TrainConfig(**{**base, **given}), meta.get("device")
+    for required in ("model", "data"):
+        if required not in given:
+            raise GradvizError(f"missing option --{required}")
+    return TrainConfig(**{**defaults, "hidden": None, **given}), None
+
+
+def evaluation_report(checkpoint: str, data: str | None = None, target: str | None = None,
+                      split: str = "test", seed: int | None = None) -> dict:
+    """Loss, accuracy (and confusion matrix, for classification) of the model saved in
+    `checkpoint` on `split` of `data` (default: the data set it was trained on, split with its
+    seed, so `test` is the held-out part); the `gradviz evaluate --json` object."""
+    trained = TrainedModel(checkpoint)
+    config = trained.config
+    if data is None or data == config.data:
+        data, target = config.data, config.target if target is None else target
+    spec = dataclasses.replace(config, data=data, target=target,
+                               seed=config.seed if seed is None else seed)
+    raw = load_data(spec, normalize="none", dtype="float64")
+    X_raw, y = raw.splits[split]
+    if raw.task != trained.task:
+        raise GradvizError(f"{data} is a {raw.task} data set; the model was trained for "
+                           f"{trained.task}")
+    if raw.task == "classification" and len(y) and int(y.max()) >= trained.n_classes:
+        raise GradvizError(f"{data} has class {int(y.max())}; the model knows "
+                           f"{trained.n_classes} classes")
+    result = trained.evaluate(trained.prepare(X_raw), y)
+    report = {"checkpoint": checkpoint, "model": config.model, "data": data, "split": split,
+              "epoch": trained.epoch, "examples": result["examples"], "loss": result["loss"],
+              "accuracy": result["accuracy"]}
+    if "confusion" in result:
+        report["class_names"] = list(trained.class_names)
+        report["confusion"] = result["confusion"].tolist()
+    return report
+
+
 def plot_curves(history: list[EpochRecord], path: str | os.PathLike, title: str = "") -> None:
     """Write loss and accuracy curves per epoch to an image (format from the file extension:
     png, svg, pdf), atomically."""

@@ -103,6 +103,27 @@ def check_claim(expression: Node, wrt: Node, claim: Node, *,
     return result
 
 
+def check_claim_text(expression: str, wrt: str, claim: str,
+                     at: Mapping[str, float] | None = None) -> ClaimCheck:
+    """`check_claim` on strings: parse `expression` and the `claim` (sharing their variables)
+    and check that the claim is d expression / d `wrt`, trying the point `at` first."""
+    from gradviz.core.parser import parse
+    from gradviz.core.points import require_known
+    from gradviz.errors import ParseError
+
+    variables: dict[str, Node] = {}
+    output = parse(expression, variables)
+    if wrt not in variables:
+        raise GradvizError(f"--wrt {wrt!r}: the expression does not use it")
+    at = dict(at or {})
+    require_known(at, variables, "--at")
+    try:
+        claimed = parse(claim, dict(variables))
+    except ParseError as exc:
+        raise GradvizError(f"in the claim: {exc}") from None
+    return check_claim(output, variables[wrt], claimed, at=at)
+
+
 def _candidates(names: list[str], at: Mapping[str, float] | None, count: int, seed: int):
     from gradviz.verify.symbolic import sample_points
 
