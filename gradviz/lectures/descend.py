@@ -145,6 +145,20 @@ def descend(expression: str | Node, start: Mapping[str, float], *, optimizer: st
     or `max_iter` iterations. Never raises on divergence: the result's status says what happened.
     """
     from gradviz.nn.optim import get_optimizer
+
+    text, output, variables = _scalar_expression(expression, variables)
+    opt = get_optimizer(optimizer)
+    lr = opt.default_lr if lr is None else lr
+    _check_settings(lr, eps, max_iter)
+    point = _start_point(variables, start)
+    run = Descent(text, list(variables), opt.name, float(lr), float(eps), int(max_iter),
+                  dict(point))
+    _iterate(run, _Stepper(output, variables, opt), point, lr, eps, max_iter)
+    return run
+
+
+def _scalar_expression(expression: str | Node, variables: dict[str, Node] | None):
+    """(text, output node, {name: variable}) of a scalar expression with variables."""
     from gradviz.core.parser import parse
     from gradviz.core.text import expression_text
 
@@ -160,13 +174,13 @@ def descend(expression: str | Node, start: Mapping[str, float], *, optimizer: st
         raise GradvizError("gradient descent needs a scalar expression")
     if not variables:
         raise GradvizError(f"{text!r} has no variables to descend on")
-    opt = get_optimizer(optimizer)
-    lr = opt.default_lr if lr is None else lr
-    _check_settings(lr, eps, max_iter)
-    point = _start_point(variables, start)
-    run = Descent(text, list(variables), opt.name, float(lr), float(eps), int(max_iter),
-                  dict(point))
-    step = _Stepper(output, variables, opt)
+    return text, output, variables
+
+
+def _iterate(run: Descent, step: _Stepper, point: dict[str, float], lr: float, eps: float,
+             max_iter: int) -> None:
+    """Step from `point` until |Δf| < eps, an unbounded or non-finite f, or `max_iter` steps,
+    recording every iteration and why it stopped in `run`."""
     f0, g0, new = step(point, lr)
     if not math.isfinite(f0):
         raise GradvizError(f"the expression is not defined at the start ({f0} at "
@@ -179,26 +193,30 @@ def descend(expression: str | Node, start: Mapping[str, float], *, optimizer: st
         finite = math.isfinite(f1) and all(math.isfinite(v) for v in new.values())
         if not finite or abs(f1) > bound:
             _stop_unbounded(run, first_f, f1, k)
-            return run
+            return
         if abs(f1 - f0) < eps:
-            if _jumped_across(g0, g1, first_g):
-                # f(w1) == f(w0) on both sides of a valley: the rule fires while jumping across
-                run.status = "oscillating"
-                run.message = (f"stopped after {k} iteration{'s' * (k != 1)} because |Δf| < eps, "
-                               f"but the gradient is still {_norm(g1):.3g} (it was "
-                               f"{first_g:.3g} at the start): the steps jump across the minimum "
-                               "(overshooting); try a smaller --lr")
-                return run
-            run.status = "converged"
-            run.message = (f"converged after {k} iteration{'s' * (k != 1)}: |Δf| = "
-                           f"{abs(f1 - f0):.3g} < eps = {eps:g}")
-            return run
+            _stop_small_change(run, g0, g1, first_g, abs(f1 - f0), k)
+            return
         point, f0, g0, new = new, f1, g1, after
     run.status = "max-iter"
     last = run.steps[-1]
     run.message = (f"stopped after {max_iter} iterations without converging: the last |Δf| was "
                    f"{last.change:.3g} (eps {eps:g}); raise --max-iter or --lr")
-    return run
+
+
+def _stop_small_change(run: Descent, g0: dict[str, float], g1: dict[str, float],
+                       first_g: float, change: float, k: int) -> None:
+    if _jumped_across(g0, g1, first_g):
+        # f(w1) == f(w0) on both sides of a valley: the rule fires while jumping across
+        run.status = "oscillating"
+        run.message = (f"stopped after {k} iteration{'s' * (k != 1)} because |Δf| < eps, "
+                       f"but the gradient is still {_norm(g1):.3g} (it was "
+                       f"{first_g:.3g} at the start): the steps jump across the minimum "
+                       "(overshooting); try a smaller --lr")
+        return
+    run.status = "converged"
+    run.message = (f"converged after {k} iteration{'s' * (k != 1)}: |Δf| = "
+                   f"{change:.3g} < eps = {run.eps:g}")
 
 
 def _stop_unbounded(run: Descent, first_f: float, f1: float, k: int) -> None:
