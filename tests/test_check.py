@@ -123,3 +123,13 @@ def test_bad_input_exits_2_with_one_line(args, message):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gradviz: error:") and message in lines[0]
+
+
+def test_check_claim_text_is_the_library_behind_the_command():
+    from gradviz.verify.claims import check_claim_text
+
+    assert check_claim_text("(w*x+b-y)**2/2", "w", "(w*x+b-y)*x").verdict == "verified"
+    wrong = check_claim_text("x**2", "x", "x", at={"x": 3.0})
+    assert wrong.verdict == "refuted" and wrong.counterexample.point == {"x": 3.0}
+    with pytest.raises(gv.GradvizError, match="in the claim"):
+        check_claim_text("x**2", "x", "2*")

@@ -189,3 +189,13 @@ def test_descend_on_a_node_with_its_variables():
     result = descend((w - 2) * (w - 2), {"w": 0.0}, variables={"w": w}, lr=0.25)
     assert result.converged and result.minimum["w"] == pytest.approx(2.0, abs=1e-3)
     assert math.isclose(result.steps[0].gradient["w"], -4.0)
+
+
+def test_the_iteration_table_keeps_both_ends_of_a_long_run():
+    from gradviz.lectures.descend import descend as run_descent, iteration_table
+
+    run = run_descent("w**2", {"w": 1.0}, lr=0.1)
+    cells = iteration_table(run, digits=2, rows=2)
+    assert cells[0][:3] == ["iteration", "w", "f(w)"]
+    assert cells[1][:3] == ["1", "1.00", "1.00"] and cells[3] == [":"] * len(cells[0])
+    assert len(cells) == 6 and cells[-1][0] == str(len(run.steps))
