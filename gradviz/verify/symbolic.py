@@ -24,7 +24,7 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from gradviz import ops  # noqa: F401  (registers every primitive's SymPy rule)
-from gradviz.core import rules
+from gradviz.core import custom_ops, rules
 from gradviz.core.ir import Node, toposort
 from gradviz.errors import GradvizError
 
@@ -38,9 +38,10 @@ def _bind(rule: Callable) -> Callable:
     return translate
 
 
-# `sympy_rules[op](node, *args)`, one per primitive registered with `sympy=` (gradviz.core.rules);
-# ops registered later (user-defined ops) are bound when first translated.
-sympy_rules: dict[str, Callable] = {op: _bind(rule) for op, rule in rules.sympy_rules.items()}
+# `sympy_rules[op](node, *args)`, one per built-in primitive registered with `sympy=`
+# (gradviz.core.rules). User-defined ops come and go: theirs are bound when translated.
+sympy_rules: dict[str, Callable] = {op: _bind(rule) for op, rule in rules.sympy_rules.items()
+                                    if op not in custom_ops.defined_ops()}
 
 # Primitives that only mean something on tensors; translating a graph that uses one is an error.
 TENSOR_ONLY = rules.tensor_only
