@@ -96,6 +96,7 @@ SPECS: list[OpSpec] = [
     OpSpec("minimum", "minimum", gv.minimum, np.minimum, (S, S), domain=distinct_pair),
     OpSpec("step", "step", gv.step, lambda a: (a > 0).astype(float), (S,), domain=away_from_zero()),
     OpSpec("sign", "sign", gv.sign, np.sign, (S,), domain=away_from_zero()),
+    OpSpec("softsign", "softsign", gv.softsign, lambda a: a / (1 + np.abs(a)), (S,)),
     # tensors, broadcasting, reductions, shapes, matmul
     OpSpec("add_broadcast", "broadcast_to", lambda a, b: a + b, np.add, (M, V), scalar=False),
     OpSpec("mul_scalar_tensor", "broadcast_to", lambda a, b: a * b, np.multiply, (S, M),

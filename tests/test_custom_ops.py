@@ -88,10 +88,10 @@ def test_builtin_graphs_check_out_including_tensors_and_kinks():
 
 
 def test_tensor_custom_op_is_elementwise():
-    softsign = define_op("softsign", forward=lambda x: x / (1 + np.abs(x)),
+    soft_sign = define_op("soft_sign", forward=lambda x: x / (1 + np.abs(x)),
                          vjp=lambda g, out, x: g / ((1 + abs(x)) * (1 + abs(x))))
     v = gv.var("v", (4,))
-    out = gv.sum(softsign(v) * 2.0)
+    out = gv.sum(soft_sign(v) * 2.0)
     point = {"v": np.array([-2.0, -0.5, 0.5, 3.0])}
     assert np.allclose(gv.backprop(out, point).grad(v), 2 / (1 + np.abs(point["v"])) ** 2)
     assert check_nodes(out, point).ok
@@ -127,14 +127,14 @@ def test_grad_cli_nodes_flag_names_the_wrong_node():
 
 
 def test_grad_cli_without_a_sympy_rule_still_compares_the_other_two():
-    define_op("softsign", forward=lambda x: x / (1 + np.abs(x)),
+    define_op("soft_sign", forward=lambda x: x / (1 + np.abs(x)),
               vjp=lambda g, out, x: g / ((1 + abs(x)) * (1 + abs(x))))
-    result = CliRunner().invoke(cli, ["grad", "softsign(x)*2", "--at", "x=0.5", "--json"])
+    result = CliRunner().invoke(cli, ["grad", "soft_sign(x)*2", "--at", "x=0.5", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["agree"] is True and "no SymPy rule for op 'softsign'" in out["symbolic_error"]
+    assert out["agree"] is True and "no SymPy rule for op 'soft_sign'" in out["symbolic_error"]
     entry = out["gradients"]["x"]
     assert entry["symbolic"] is None and entry["formula"] is None and entry["agree"] is True
-    table = CliRunner().invoke(cli, ["grad", "softsign(x)*2", "--at", "x=0.5"])
+    table = CliRunner().invoke(cli, ["grad", "soft_sign(x)*2", "--at", "x=0.5"])
     assert "agree (no SymPy)" in table.output and "no SymPy formulas:" in table.output
 

@@ -268,6 +268,26 @@ primitive("softplus", shape=lambda x: (x.shape, x.dtype),
           style=("softplus", "function"))
 
 
+# softsign x / (1 + |x|): a primitive rather than the composite, which would borrow abs's kink at
+# 0 (finite differences would call it "not differentiable" there) and be three ops, not one.
+def _softsign_vjp(n: Node, g: Node):
+    d = add(1.0, abs_(n.src[0]))
+    return (div(g, mul(d, d)),)  # 1 / (1 + |x|)**2
+
+
+primitive("softsign", shape=_same, impl=lambda n, x: x / (1.0 + np.abs(x)),
+          scalar=lambda n, x: x / (1.0 + abs(x)), vjp=_softsign_vjp,
+          scalar_vjp=lambda n, g, y, x: (g / ((1.0 + abs(x)) * (1.0 + abs(x))),),
+          sympy=lambda sp, x: x / (1 + sp.Abs(x)), code="{0} / ({one} + abs({0}))",
+          style=("softsign", "function"))
+
+
+@builder(parse="softsign", summary="x/(1+|x|)")
+def softsign(x) -> Node:
+    """x / (1 + |x|), a smooth squashing to (-1, 1); its derivative is 1 / (1 + |x|)**2."""
+    return _unary("softsign", x)
+
+
 # -- binary max / min ---------------------------------------------------------------------------
 def _tie(n, a, b):
     return bool(np.any(np.asarray(a) == np.asarray(b)))
