@@ -279,11 +279,26 @@ cpu_kernels: dict[str, CpuKernel] = {
 
 
 # -- elementwise kernels ------------------------------------------------------------------------
-def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
-                     size: str | None = None, parallel: bool = False) -> tuple[list[str], list[str]]:
-    """Parameters and body lines of fused elementwise kernel `k`: loads first, then the
-    expressions, then the stores, so a value may be written over the array it was read from.
-    With `size` (an expression), the loop runs over that many points (vectorized scalar graphs)."""
+@dataclass
+class _Operands:
+    """Where each value of a fused kernel comes from. `loads` names the local (`l0`, `l1`, ...)
+    read from each distinct (array, strides) pair; `temps` the local (`t<id>`) each computed node
+    is kept in; `exprs` the nodes to compute with their operand expressions, in order;
+    `reductions` the reduced nodes with the expression they accumulate; `params` the kernel's
+    array parameters (loaded arrays, then stored ones)."""
+
+    params: list[str]
+    loads: dict[tuple, str]
+    accesses: dict[tuple, Access]
+    temps: dict[Node, str]
+    exprs: list[tuple[Node, list[str]]]
+    reductions: list[tuple[Node, str]]
+    strided: bool   # some load or reduction needs the loop nest's indices, not one flat index
+
+
+def _operands(k: Kernel, sched: Schedule, name_of: Callable[[Node], str]) -> _Operands:
+    """Each operand of each node of `k` as an expression: a literal, a temporary computed earlier
+    in the loop (a member read contiguously), or a load from an array."""
     members = set(k.nodes)
     params: list[str] = []
     loads: dict[tuple, str] = {}
@@ -294,7 +309,7 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
         if name not in params:
             params.append(name)
 
-    plans = []
+    exprs = []
     reductions = []   # (node, operand expression), accumulated after the expressions
     for node in k.nodes:
         args = []
@@ -315,79 +330,122 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
             strided = strided or len(node.attrs["axes"]) < len(k.shape)
             continue
         temps[node] = f"t{sched.ids[node]}"
-        plans.append((node, args))
+        exprs.append((node, args))
     for node in k.stores:
         param(name_of(node))
-    parallel = parallel and not reductions   # accumulating into one output would race
-
     accesses = {key: a for node in k.nodes for a in sched.reads(node)
                 for key in [(a.base, a.strides)] if key in loads}
-    body: list[str] = []
+    return _Operands(params, loads, accesses, temps, exprs, reductions, strided)
+
+
+@dataclass
+class _Loop:
+    """The loop over a kernel's points: `pad` indents its body, `loops` are the loop variables of
+    a nest (None for one flat loop over `i`), `strides` index each strided load in the nest,
+    `out_strides` each partial reduction's output, and `inner` lists the partial reductions that
+    sum over the innermost loop into a local (`r<id>`)."""
+
+    pad: str
+    loops: list[str] | None
+    strides: dict
+    out_strides: dict
+    inner: list
+
+
+def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
+                 size: str | None, body: list[str]) -> _Loop:
+    """Append the loop header(s) to `body`: a nest over the kernel's shape with its axes
+    collapsed where every access allows (strided loads or partial reductions), else one loop."""
+    if not (ops.strided and size is None):
+        body.append(f"for i in {rng}({size or k.size}):")
+        return _Loop("    ", None, {}, {}, [])
+    keys = [key for key in ops.loads if not ops.accesses[key].uniform]
+    lists = [_strides(k.shape)] + [list(key[1]) for key in keys]
+    lists += [_reduced_strides(k.shape, node.attrs["axes"]) for node, _ in partial]
+    shape, merged = collapse(k.shape, lists)
+    strides = dict(zip(keys, merged[1:]))
+    out_strides = {node: st for (node, _), st in zip(partial, merged[1 + len(keys):])}
+    loops = [f"i{d}" for d in range(len(shape))]
+    # a reduction over the innermost loop sums in a local, stored once per outer iteration:
+    # adding into memory on every element is a chain through one address (measured 10x)
+    inner = [(node, x) for node, x in partial if shape and out_strides[node][-1] == 0]
+    pad = ""
+    for d, extent in enumerate(shape):
+        if d == len(shape) - 1:
+            body.extend(f"{pad}r{sched.ids[node]} = {_REDUCE_INIT[node.op]}" for node, _ in inner)
+        body.append(f"{pad}for i{d} in {rng if d == 0 else 'range'}({extent}):")
+        pad += "    "
+    body.append(f"{pad}i = {index(merged[0], loops)}")
+    return _Loop(pad, loops, strides, out_strides, inner)
+
+
+def _loads(ops: _Operands, loop: _Loop, name_of, points: bool) -> list[str]:
+    """The loop body's reads: one per (array, strides) pair, at the flat index `i` when the read
+    is contiguous, else at its strided index in the nest (uniform reads are hoisted)."""
+    lines = []
+    for key, tmp in ops.loads.items():
+        a = ops.accesses[key]
+        if a.uniform and not points:
+            continue
+        where = "i" if a.contiguous or loop.loops is None else index(loop.strides[key], loop.loops)
+        lines.append(f"{loop.pad}{tmp} = {name_of(key[0])}[{where}]")
+    return lines
+
+
+def _accumulate(k: Kernel, sched: Schedule, partial, totals, loop: _Loop, name_of) -> list[str]:
+    """The reduction steps in the loop body: partial reductions into their output (or into their
+    local, flushed after the innermost loop), totals into their accumulator."""
+    lines = []
+    pad = loop.pad
+    for node, x in partial:
+        if (node, x) in loop.inner:
+            acc = f"r{sched.ids[node]}"
+            lines.append(f"{pad}{acc} = {_REDUCE_STEP[node.op].format(acc=acc, x=x)}")
+        else:
+            target = f"{name_of(node)}[{index(loop.out_strides[node], loop.loops)}]"
+            lines.append(f"{pad}{target} = {_REDUCE_STEP[node.op].format(acc=target, x=x)}")
+    for node, x in totals:
+        acc = f"acc{sched.ids[node]}"
+        lines.append(f"{pad}{acc} = {_REDUCE_STEP[node.op].format(acc=acc, x=x)}")
+    outer = pad[4:]
+    for node, _ in loop.inner:
+        target = f"{name_of(node)}[{index(loop.out_strides[node][:-1], loop.loops[:-1])}]"
+        step = _REDUCE_STEP[node.op].format(acc=target, x=f"r{sched.ids[node]}")
+        lines.append(f"{outer}{target} = {step}")
+    return lines
+
+
+def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
+                     size: str | None = None, parallel: bool = False) -> tuple[list[str], list[str]]:
+    """Parameters and body lines of fused elementwise kernel `k`: loads first, then the
+    expressions, then the stores, so a value may be written over the array it was read from.
+    With `size` (an expression), the loop runs over that many points (vectorized scalar graphs)."""
+    ops = _operands(k, sched, name_of)
+    parallel = parallel and not ops.reductions   # accumulating into one output would race
     points = size is not None
-    for key, tmp in loads.items():  # hoisted: one value for every element
-        if accesses[key].uniform and not points:
+    partial = [(node, x) for node, x in ops.reductions if len(node.attrs["axes"]) < len(k.shape)]
+    totals = [(node, x) for node, x in ops.reductions if len(node.attrs["axes"]) == len(k.shape)]
+
+    body: list[str] = []
+    for key, tmp in ops.loads.items():  # hoisted: one value for every element
+        if ops.accesses[key].uniform and not points:
             body.append(f"{tmp} = {name_of(key[0])}[0]")
-    rng = "prange" if parallel else "range"
-    partial = [(node, x) for node, x in reductions if len(node.attrs["axes"]) < len(k.shape)]
-    totals = [(node, x) for node, x in reductions if len(node.attrs["axes"]) == len(k.shape)]
     for node, _ in partial:
         body.append(f"{name_of(node)}[:] = {_REDUCE_INIT[node.op]}")
     for node, _ in totals:
         body.append(f"acc{sched.ids[node]} = {_REDUCE_INIT[node.op]}")
-    strides = {}
-    out_strides = {}
-    if strided and size is None:
-        keys = [key for key in loads if not accesses[key].uniform]
-        lists = [_strides(k.shape)] + [list(key[1]) for key in keys]
-        lists += [_reduced_strides(k.shape, node.attrs["axes"]) for node, _ in partial]
-        shape, merged = collapse(k.shape, lists)
-        strides = dict(zip(keys, merged[1:]))
-        out_strides = {node: st for (node, _), st in zip(partial, merged[1 + len(keys):])}
-        loops = [f"i{d}" for d in range(len(shape))]
-        # a reduction over the innermost loop sums in a local, stored once per outer iteration:
-        # adding into memory on every element is a chain through one address (measured 10x)
-        inner = [(node, x) for node, x in partial if shape and out_strides[node][-1] == 0]
-        pad = ""
-        for d, extent in enumerate(shape):
-            if d == len(shape) - 1:
-                body.extend(f"{pad}r{sched.ids[node]} = {_REDUCE_INIT[node.op]}"
-                            for node, _ in inner)
-            body.append(f"{pad}for i{d} in {rng if d == 0 else 'range'}({extent}):")
-            pad += "    "
-        body.append(f"{pad}i = {index(merged[0], loops)}")
-    else:
-        loops, inner = None, []
-        body.append(f"for i in {rng}({size or k.size}):")
-        pad = "    "
-    for key, tmp in loads.items():
-        a = accesses[key]
-        if a.uniform and not points:
-            continue
-        where = "i" if a.contiguous or loops is None else index(strides[key], loops)
-        body.append(f"{pad}{tmp} = {name_of(key[0])}[{where}]")
-    for node, args in plans:
-        body.append(f"{pad}{temps[node]} = {expression(node, args) if node not in sched.copies else args[0]}")
+    loop = _loop_header(k, sched, ops, partial, "prange" if parallel else "range", size, body)
+    body.extend(_loads(ops, loop, name_of, points))
+    for node, args in ops.exprs:
+        value = args[0] if node in sched.copies else expression(node, args)
+        body.append(f"{loop.pad}{ops.temps[node]} = {value}")
     for node in k.stores:
         if node not in k.reductions:
-            body.append(f"{pad}{name_of(node)}[i] = {temps[node]}")
-    for node, x in partial:
-        if (node, x) in inner:
-            acc = f"r{sched.ids[node]}"
-            body.append(f"{pad}{acc} = {_REDUCE_STEP[node.op].format(acc=acc, x=x)}")
-        else:
-            target = f"{name_of(node)}[{index(out_strides[node], loops)}]"
-            body.append(f"{pad}{target} = {_REDUCE_STEP[node.op].format(acc=target, x=x)}")
-    outer = pad[4:]
-    for node, _ in inner:
-        target = f"{name_of(node)}[{index(out_strides[node][:-1], loops[:-1])}]"
-        step = _REDUCE_STEP[node.op].format(acc=target, x=f"r{sched.ids[node]}")
-        body.append(f"{outer}{target} = {step}")
-    for node, x in totals:
-        acc = f"acc{sched.ids[node]}"
-        body.append(f"{pad}{acc} = {_REDUCE_STEP[node.op].format(acc=acc, x=x)}")
+            body.append(f"{loop.pad}{name_of(node)}[i] = {ops.temps[node]}")
+    body.extend(_accumulate(k, sched, partial, totals, loop, name_of))
     for node, _ in totals:
         body.append(f"{name_of(node)}[0] = acc{sched.ids[node]}")
-    return params, body
+    return ops.params, body
 
 
 _REDUCE_INIT = {"sum": "0.0", "amax": "-np.inf"}
