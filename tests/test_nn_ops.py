@@ -227,3 +227,17 @@ def test_one_hot_and_predicted_classes():
         losses.one_hot([3], 3)
     np.testing.assert_array_equal(losses.predicted_classes([[0.1, 2.0], [3.0, 1.0]]), [1, 0])
     np.testing.assert_array_equal(losses.predicted_classes([[0.3], [-2.0]]), [1, 0])
+
+
+def test_log_softmax_loss_with_a_total_compiles():
+    # one fused kernel holds amax over the innermost axis (summed in a local, stored after the
+    # inner loop) and a total sum: the total's step once landed after that store, mis-indented
+    x, w = gv.var("x", (4, 3)), gv.param("w", (3, 5))
+    h = gv.tanh(x @ w)
+    loss = gv.mean(gv.log_softmax(h, 1)) + gv.sum(gv.softplus(h))
+    outputs = [loss, *gv.grad(loss, [w])]
+    rng = np.random.default_rng(0)
+    env = {"x": rng.normal(size=(4, 3)), "w": rng.normal(size=(3, 5))}
+    want = gv.evaluate(outputs, env)
+    for node, got in zip(outputs, gv.compile(outputs)(env)):
+        np.testing.assert_allclose(got, want[node], rtol=1e-10)
