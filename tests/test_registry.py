@@ -129,7 +129,8 @@ def bare_op():
 
 def test_a_primitive_without_translations_is_reported_by_every_check(bare_op):
     report = missing()
-    for requirement in ("sympy or tensor_only", "CPU lowering (code or kernel)", "CUDA lowering (code or kernel)",
+    for requirement in ("sympy or tensor_only", "CPU lowering (code or kernel)",
+                        "CUDA lowering (code or kernel)",
                         "style", "node_style", "spec row"):
         assert bare_op in report[requirement], requirement
     assert "impl" not in {r for r, ops_ in report.items() if bare_op in ops_}

@@ -52,6 +52,7 @@ sympy_rules: dict[str, Callable] = {}
 tensor_only: set[str] = set()
 scalar_code: dict[str, str] = {}
 styles: dict[str, tuple[str, str]] = {}
+_tensor_only = tensor_only  # the set, under a name that `primitive`'s keyword does not hide
 
 
 def primitive(name: str, *, shape: Callable, impl: Callable, vjp: Callable | None,
@@ -88,8 +89,6 @@ def primitive(name: str, *, shape: Callable, impl: Callable, vjp: Callable | Non
         styles[name] = tuple(style)
     return name
 
-
-_tensor_only = tensor_only  # `primitive`'s keyword of the same name hides the set
 
 
 def unregister(name: str) -> None:
