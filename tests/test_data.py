@@ -119,7 +119,6 @@ def test_dtype_and_fractions():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(spec="nope"), "unknown data set 'nope'"),
     (dict(spec=""), "non-empty"),
-    (dict(spec="mnist"), "needs the directory"),
     (dict(spec="xor", n=10), "n does not apply"),
     (dict(spec="xor:n=3"), "takes no options"),
     (dict(spec="moons", target="y"), "only to CSV"),
@@ -143,6 +142,13 @@ def test_bad_specs(kwargs, match):
     with pytest.raises(GradvizError, match=match) as info:
         load_dataset(spec, **kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_mnist_by_name_without_the_files_names_the_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_DATA", str(tmp_path))
+    with pytest.raises(GradvizError, match=r"mnist is not fetched in .*; run: gradviz data fetch "
+                                           r"mnist \(or give a directory: mnist:DIR\)"):
+        load_dataset("mnist")
 
 
 def test_directory_without_prefix(tmp_path):

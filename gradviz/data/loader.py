@@ -6,10 +6,11 @@ Specs (what ``gradviz train --data`` takes)::
     spiral | moons | circles           seeded 2-D sets; options after a colon, e.g.
                                        spiral:classes=5,n=500,noise=0.3   moons:noise=0.2
     digits                             scikit-learn's 8x8 digits (shipped inside its wheel)
+    mnist | fashion-mnist              the files `gradviz data fetch NAME` downloaded and verified
     mnist:DIR | fashion-mnist:DIR      IDX files the user has in DIR (.gz accepted)
     PATH.csv (or .csv.gz, or any existing file)   with target="COLUMN"
 
-Nothing is ever downloaded.
+Loading never downloads anything: `gradviz.data.fetch` does, when asked.
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ DATASETS: dict[str, str] = {
     "circles": "two concentric circles in 2-D (circles:n=200,noise=0.05,factor=0.5)",
     "digits": "1,797 handwritten 8x8 digits, 10 classes (ships with scikit-learn)",
     "heights": "the slides' 200 people: weight (kg) from height (cm), weight = 4.057 + 0.3769 h",
+    "mnist": "MNIST 28x28 digits, fetched by `gradviz data fetch mnist`",
+    "fashion-mnist": "Fashion-MNIST 28x28 clothing images, fetched by `gradviz data fetch "
+                     "fashion-mnist`",
     "mnist:DIR": "MNIST 28x28 digits from the IDX files in DIR (train-/t10k-, .gz accepted)",
     "fashion-mnist:DIR": "Fashion-MNIST 28x28 clothing images from the IDX files in DIR",
     "FILE.csv": "a CSV file with a header row; name the column to predict with --target",
@@ -275,9 +279,10 @@ def _classify(spec: str, lower: str):
     name, sep, rest = spec.partition(":")
     key = name.strip().lower()
     if key in _IDX_SETS:
-        if not rest.strip():
-            raise GradvizError(f"{key} needs the directory holding its IDX files: {key}:DIR "
-                               f"(nothing is downloaded)")
+        if not rest.strip():  # the copy `gradviz data fetch` made (or how to make it)
+            from .fetch import require_local
+
+            return "idx", (key, str(require_local(key)))
         return "idx", (key, rest.strip())
     if key in _GENERATED:
         return "generated", (key, rest)
