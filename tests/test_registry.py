@@ -109,6 +109,30 @@ def test_every_name_in_all_resolves():
     assert set(dir(gradviz)) == set(gradviz.__all__)
 
 
+OPERATORS = {"add": "x + y", "sub": "x - y", "mul": "x * y", "div": "x / y", "pow": "x ** y",
+             "neg": "-x"}
+
+
+def unparseable() -> set[str]:
+    """Elementwise primitives (those with scalar code) that no expression string can build: no
+    operator and no function of the expression language makes them."""
+    built = {gradviz.parse(text).op for text in OPERATORS.values()}
+    for name, fn in parser.FUNCTIONS.items():
+        args = ", ".join(["x", "y"] if fn.arity is None else ["x"] * fn.arity)
+        built.add(gradviz.parse(f"{name}({args})").op)
+    return set(rules.scalar_code) - built
+
+
+def test_every_elementwise_primitive_can_be_parsed():
+    # softplus was a registered primitive with a SymPy rule that the parser did not know
+    assert unparseable() == set()
+
+
+def test_a_builder_without_its_parse_name_is_reported(monkeypatch):
+    monkeypatch.delitem(parser.FUNCTIONS, "softplus")
+    assert unparseable() == {"softplus"}
+
+
 @pytest.mark.parametrize("name", sorted(parser.FUNCTIONS))
 def test_every_parser_name_parses(name):
     fn = parser.FUNCTIONS[name]
