@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "perceptron": ("perceptron", "perceptron", "Rosenblatt's learning rule, sample by sample."),
     "compile": ("compile", "compile_command", "Kernels or generated source of an expression."),
     "bench": ("bench", "bench", "Training-step throughput of a model on a device."),
+    "data": ("data", "data", "Fetch public data sets (checksummed) and list the ones fetched."),
 }
 
 

@@ -50,6 +50,14 @@ def reference_markdown() -> str:
         settings = dict(command.context_settings, terminal_width=100, max_content_width=100)
         ctx = click.Context(command, info_name=f"gradviz {name}", **settings)
         parts.append(f"## gradviz {name}\n\n```text\n{command.get_help(ctx)}\n```\n")
+        if isinstance(command, click.Group):  # a command with subcommands: each one's help
+            for sub in sorted(command.commands):
+                child = command.commands[sub]
+                sub_ctx = click.Context(child, info_name=sub, parent=ctx,
+                                        **dict(child.context_settings, terminal_width=100,
+                                               max_content_width=100))
+                parts.append(f"### gradviz {name} {sub}\n\n```text\n{child.get_help(sub_ctx)}"
+                             f"\n```\n")
     return "\n".join(parts)
 
 
