@@ -1,8 +1,10 @@
 """The CPU compiler against the NumPy interpreter, row by row of the op spec table.
 
-Every row's value and its vector-Jacobian products are compiled (all rows in one graph per dtype,
-so the suite compiles two modules, not hundreds) and compared with the interpreter: float64 to
-1e-12, float32 to 2e-5 relative.
+Every row is its own graph, compiled once per dtype (float64: the value and its vector-Jacobian
+products; float32: the value) and compared with the interpreter: float64 to 1e-12, float32 to
+2e-5 relative. Test ids are `float64-<row>`, so `pytest tests/test_compile.py -k tanh` compiles
+only the rows whose name has tanh in it. Generated modules are kept between runs (see
+`kernel_cache`): a rerun loads the compiled code instead of compiling it again.
 """
 import numpy as np
 import pytest
@@ -15,22 +17,29 @@ from gradviz.compiler.cpu import kernels
 from gradviz.core.rules import primitives
 from op_specs import SPECS
 
-IDS = [s.name for s in SPECS]
+DTYPES = ("float64", "float32")
+TOLERANCE = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=2e-5, atol=2e-6)}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def kernel_cache(tmp_path_factory):
-    """Generated modules go to this session's temporary directory, not the user's cache."""
-    path = tmp_path_factory.getbasetemp() / "gradviz-cache"
+def kernel_cache(request, tmp_path_factory):
+    """Generated modules go to pytest's cache directory (`.pytest_cache/d/gradviz-kernels`, kept
+    between runs and emptied by `--cache-clear`; modules are named by their content's hash, so a
+    changed lowering is compiled afresh), or with `-p no:cacheprovider` to this session's
+    temporary directory; never to the user's cache."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        path = cache.mkdir("gradviz-kernels")
+    else:
+        path = tmp_path_factory.getbasetemp() / "gradviz-cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("GRADVIZ_CACHE", str(path))
     yield path
     mp.undo()
-TOLERANCE = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=2e-5, atol=2e-6)}
 
 
 def _row_graph(spec, index, dtype, gradients):
-    nodes = [gv.var(f"r{index}_a{i}", shape, dtype) for i, shape in enumerate(spec.shapes)]
+    nodes = spec.nodes(dtype)
     out = spec.build(*nodes)
     outputs = [out]
     if gradients:  # vector-Jacobian products with a fixed random cotangent
@@ -42,28 +51,21 @@ def _row_graph(spec, index, dtype, gradients):
     return outputs, env
 
 
-@pytest.fixture(scope="module", params=["float64", "float32"])
-def compiled_rows(request):
-    """float64: every row's value and VJPs; float32: values (compile time on 2 cores is the
-    budget here: every kernel costs a fraction of a second to compile)."""
-    dtype = request.param
-    rows, env, outputs = [], {}, []
-    for i, spec in enumerate(SPECS):
-        outs, row_env = _row_graph(spec, i, dtype, gradients=dtype == "float64")
-        rows.append(outs)
-        env.update(row_env)
-        outputs.extend(outs)
+# one case per (dtype, row): a row added to the table is a new case, named after it
+ROWS = [pytest.param(spec, index, dtype, id=f"{dtype}-{spec.name}")
+        for dtype in DTYPES for index, spec in enumerate(SPECS)]
+
+
+@pytest.mark.parametrize("spec, index, dtype", ROWS)
+def test_compiled_matches_interpreter(spec, index, dtype):
+    """One row, compiled on its own: float64 with its VJPs, float32 its value only (compile time
+    on 2 cores is the budget here: every kernel costs a fraction of a second to compile)."""
+    outputs, env = _row_graph(spec, index, dtype, gradients=dtype == "float64")
     f = gv.compile(outputs)
     assert f.compile_seconds > 0
-    got = f(env)
+    got = dict(zip(outputs, f(env)))
     want = gv.evaluate(outputs, env)
-    return dtype, rows, dict(zip(outputs, got)), want
-
-
-@pytest.mark.parametrize("index", range(len(SPECS)), ids=IDS)
-def test_compiled_matches_interpreter(compiled_rows, index):
-    dtype, rows, got, want = compiled_rows
-    for node in rows[index]:
+    for node in outputs:
         value = np.asarray(got[node])
         assert value.shape == node.shape and value.dtype == np.dtype(dtype)
         np.testing.assert_allclose(value, want[node], **TOLERANCE[dtype])
