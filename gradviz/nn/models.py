@@ -61,10 +61,15 @@ LAYER_TYPES: dict[str, tuple[frozenset, frozenset]] = {
 
 def build_model(name: str, input_shape=None, n_classes: int = 10, hidden=None,
                 dtype: str = "float32") -> Sequential:
-    """The model called `name` (a key of `MODELS`, or the path of a .json/.yaml model file) for
+    """The model called `name` (a key of `MODELS`, the path of a .json/.yaml model file, or of an
+    .onnx file: see `gradviz.interop.onnx_import.load_onnx_model`) for
     inputs of `input_shape` (without the batch axis; default (1, 28, 28), or the file's) and
     `n_classes` classes (the output width; 1 gives one output, for regression or a binary
     logit). `hidden` sets the hidden sizes of `mlp` and `cnn`."""
+    if name.lower().endswith(".onnx"):  # trained weights and all: gradviz.interop
+        from gradviz.interop.onnx_import import load_onnx_model
+
+        return load_onnx_model(name, input_shape, n_classes, dtype=dtype)
     if _is_model_file(name):
         spec = load_model_file(name)
         return model_from_spec(spec, input_shape, n_classes, dtype)

@@ -201,7 +201,9 @@ def _model_spec(name: str) -> dict | None:
     """The description of a model given as a file (None for a named model)."""
     from gradviz.nn.models import MODELS, load_model_file
 
-    return None if name in MODELS else load_model_file(name)
+    if name in MODELS or name.lower().endswith(".onnx"):  # an ONNX file is referred to by path
+        return None
+    return load_model_file(name)
 
 
 def _dtype(model) -> str:
