@@ -1,7 +1,8 @@
 """Every CUDA kernel template against the NumPy interpreter, at sizes the simulator runs quickly.
 
 The op spec table drives it: every row's value and its vector-Jacobian products (a fixed random
-cotangent) are compiled into one graph per dtype and compared with the interpreter. Then the
+cotangent) are compiled into one graph per row and dtype (ids `float32-<row>`, so `-k tanh` runs
+only the tanh rows) and compared with the interpreter. Then the
 templates' other code paths (partial matmul tiles, transposed operands, shared-memory and
 split reductions with atomics, a convolution's weight gradient split over blocks), the typed
 literals rule, in-place updates on the device, and the no-GPU error.
@@ -23,7 +24,6 @@ from gradviz.ops import conv as nn
 from gradviz.core.rules import primitives
 from op_specs import SPECS
 
-IDS = [s.name for s in SPECS]
 TOLERANCE = {"float64": dict(rtol=1e-11, atol=1e-12), "float32": dict(rtol=3e-5, atol=3e-6)}
 
 
@@ -38,25 +38,18 @@ def _row_graph(spec, index, dtype):
     return outputs, env
 
 
-@pytest.fixture(scope="module", params=["float32", "float64"])
-def compiled_rows(request):
-    dtype = request.param
-    rows, env, outputs = [], {}, []
-    for i, spec in enumerate(SPECS):
-        outs, row_env = _row_graph(spec, i, dtype)
-        rows.append(outs)
-        env.update(row_env)
-        outputs.extend(outs)
+# one case per (dtype, row): a row added to the table is a new case, named after it
+ROWS = [pytest.param(spec, index, dtype, id=f"{dtype}-{spec.name}")
+        for dtype in ("float32", "float64") for index, spec in enumerate(SPECS)]
+
+
+@pytest.mark.parametrize("spec, index, dtype", ROWS)
+def test_cuda_matches_interpreter(spec, index, dtype):
+    outputs, env = _row_graph(spec, index, dtype)
     f = compile_cuda(outputs)
-    got = f(env)
+    got = dict(zip(outputs, f(env)))
     want = gv.evaluate(outputs, env)
-    return dtype, rows, dict(zip(outputs, got)), want
-
-
-@pytest.mark.parametrize("index", range(len(SPECS)), ids=IDS)
-def test_cuda_matches_interpreter(compiled_rows, index):
-    dtype, rows, got, want = compiled_rows
-    for node in rows[index]:
+    for node in outputs:
         value = np.asarray(got[node])
         assert value.shape == node.shape and value.dtype == np.dtype(dtype)
         np.testing.assert_allclose(value, want[node], **TOLERANCE[dtype])
