@@ -8,8 +8,22 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
+import warnings
 
 import click
+
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+#: Seconds a command has, after Ctrl-C, to end by itself before the process is ended for it.
+INTERRUPT_GRACE_S = 0.8
+
+_interrupt_reported = threading.Event()
+
+
+class Interrupted(BaseException):
+    """Ctrl-C inside a command (click would turn a KeyboardInterrupt into a blank line and
+    `Abort`; this passes its handlers untouched to the funnel)."""
 
 # command name -> (module under gradviz.cli, attribute, one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -28,6 +42,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compile": ("compile", "compile_command", "Kernels or generated source of an expression."),
     "bench": ("bench", "bench", "Training-step throughput of a model on a device."),
     "data": ("data", "data", "Fetch public data sets (checksummed) and list the ones fetched."),
+    "export": ("export", "export", "A trained model (checkpoint) as an ONNX file."),
+    "gradcheck": ("gradcheck", "gradcheck",
+                  "Backprop vs finite differences per parameter tensor of a model (or .onnx)."),
 }
 
 
@@ -51,6 +68,12 @@ class LazyGroup(click.Group):
         command.context_settings.setdefault("help_option_names", HELP_OPTIONS)
         return command
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
@@ -60,11 +83,18 @@ class LazyGroup(click.Group):
         argv = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in argv or os.environ.get("GRADVIZ_DEBUG") == "1"
         try:
-            rv = super().main(argv, prog_name=prog_name, complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            with warnings.catch_warnings():
+                if not debug:  # NumPy's overflow/invalid-value warnings are not the user's news
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                rv = super().main(argv, prog_name=prog_name, complete_var=complete_var,
+                                  standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except (Interrupted, KeyboardInterrupt):
+            _report_interrupt()
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                _report_interrupt()
             click.echo("gradviz: aborted", err=True)
             sys.exit(1)
         except click.ClickException as exc:
@@ -78,6 +108,13 @@ class LazyGroup(click.Group):
             if isinstance(exc, GradvizError):
                 click.echo(f"gradviz: error: {one_line(str(exc))}", err=True)
                 sys.exit(exc.exit_code)
+            if isinstance(exc, OSError):  # the system said no (disk full, permissions, ...)
+                click.echo(f"gradviz: error: {os_error_line(exc)}", err=True)
+                sys.exit(2)
+            if isinstance(exc, MemoryError):
+                click.echo("gradviz: error: not enough memory for this run (try smaller sizes; "
+                           "see Limits in docs/cli.md)", err=True)
+                sys.exit(2)
             click.echo(f"gradviz: internal error: {type(exc).__name__}: {one_line(str(exc))} "
                        "(run with --debug for the traceback)", err=True)
             sys.exit(3)
@@ -86,6 +123,57 @@ class LazyGroup(click.Group):
 
 def one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def os_error_line(exc: OSError) -> str:
+    """`cannot use FILE: No space left on device` from an OSError."""
+    reason = exc.strerror or one_line(str(exc)) or type(exc).__name__
+    if exc.filename is not None:
+        return one_line(f"cannot use {exc.filename}: {reason}")
+    return one_line(reason)
+
+
+def _report_interrupt() -> None:
+    if not _interrupt_reported.is_set():
+        _interrupt_reported.set()
+        try:
+            sys.stderr.write("gradviz: interrupted\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _watch_interrupts() -> None:
+    """Ctrl-C ends every command within a second, even one busy in compiled code or waiting on
+    a child process: SIGINT is blocked in every thread but one, which raises KeyboardInterrupt
+    in the main thread and, if the command has not ended `INTERRUPT_GRACE_S` later, ends the
+    process with exit code 130 itself. POSIX only; elsewhere the usual KeyboardInterrupt."""
+    import signal
+
+    if os.name != "posix" or not hasattr(signal, "pthread_sigmask") \
+            or threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # SIGINT ignored (nohup, a background job) stays ignored
+
+    def watch():
+        import _thread
+
+        while True:
+            signal.sigwait({signal.SIGINT})
+            _thread.interrupt_main()
+            if _interrupt_reported.wait(INTERRUPT_GRACE_S):
+                _interrupt_reported.wait(INTERRUPT_GRACE_S)  # it is exiting: give it the time
+            else:
+                _interrupt_reported.set()
+                try:
+                    os.write(2, b"gradviz: interrupted\n")
+                except OSError:
+                    pass
+            os._exit(EXIT_INTERRUPTED)
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    threading.Thread(target=watch, name="gradviz-sigint", daemon=True).start()
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": HELP_OPTIONS})
@@ -97,4 +185,5 @@ def cli(debug: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    _watch_interrupts()
     cli.main(prog_name="gradviz")

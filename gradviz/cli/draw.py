@@ -25,15 +25,37 @@ from gradviz.cli.common import load_expression, parse_points, require_values
               help="Outline which nodes the CPU compiler fuses into which kernel.")
 @click.option("--name", "output_name", default="f", show_default=True,
               help="What to call the output.")
-def draw(expression, at, path, fmt, view, formulas, check, expand, kernels, output_name):
+@click.option("--input", "input_file", metavar="FILE.npy",
+              help="Model files: draw the loss at this input with values and gradients.")
+@click.option("--random-input", is_flag=True,
+              help="Model files: draw the loss at a random input (--seed) with values and "
+                   "gradients.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Model files: seeds the random input.")
+@click.option("--label", type=int, default=0, show_default=True,
+              help="Model files: the class the cross-entropy loss is taken for.")
+@click.option("--collapse", is_flag=True, help="Model files: one box per layer.")
+def draw(expression, at, path, fmt, view, formulas, check, expand, kernels, output_name,
+         input_file, random_input, seed, label, collapse):
     """Draw EXPRESSION as a circuit, left to right, annotated with values (green), gradients
-    (red) and local derivatives (blue).
+    (red) and local derivatives (blue). EXPRESSION may also be a model file (.onnx, or .json):
+    its forward graph, or with --input / --random-input the loss at that input with every
+    value and gradient.
 
     \b
     Example:
       gradviz draw "(x+y)*z" --at x=-2,y=5,z=-4 -o circuit.svg
+      gradviz draw model.onnx --random-input -o model.svg
     """
     from gradviz.render import draw as draw_diagram
+
+    if expression.lower().endswith((".onnx", ".json", ".yaml", ".yml")):
+        from gradviz.nn.inspect import draw_model
+
+        draw_model(expression, path, input_file=input_file, random_input=random_input,
+                   seed=seed, label=label, view=view, collapse=collapse, check=check, fmt=fmt)
+        click.echo(f"wrote {path}")
+        return
 
     output, variables = load_expression(expression)
     point = parse_points(at)

@@ -26,9 +26,15 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 def summary_report(model_name: str, input_shape=None, n_classes: int = 10,
                    hidden=None) -> dict:
     """The `summary --json` object: model, input shape, one entry per layer, total parameters."""
+    from gradviz.interop import is_onnx_file
     from gradviz.nn.models import build_model
 
-    model = build_model(model_name, input_shape, n_classes, hidden)
+    if is_onnx_file(model_name):  # the file's own sizes: one row per ONNX node
+        from gradviz.interop.onnx_import import OnnxModel
+
+        model = OnnxModel(model_name, input_shape=input_shape)
+    else:
+        model = build_model(model_name, input_shape, n_classes, hidden)
     rows = model.summary()
     return {
         "model": model_name,
@@ -42,8 +48,8 @@ def summary_report(model_name: str, input_shape=None, n_classes: int = 10,
 
 @click.command("summary")
 @click.option("--model", "-m", "model_name", required=True,
-              help="A model name (perceptron, logreg, linear, mlp, cnn, lenet, alexnet) or a "
-                   ".json/.yaml model file.")
+              help="A model name (perceptron, logreg, linear, mlp, cnn, lenet, alexnet), a "
+                   ".json/.yaml model file or an .onnx file.")
 @click.option("--input-shape", default=None,
               help="Input size without the batch axis, e.g. 1,28,28 (default: the model file's, "
                    "else 1,28,28).")

@@ -29,11 +29,15 @@ class _Writer:
         self.onnx = require_onnx()
         self.helper = self.onnx.helper
         self.params, self.dtype = params, np.dtype(dtype)
-        self.nodes, self.initializers, self.count = [], [], 0
+        self.nodes, self.initializers, self.used = [], [], set()
 
     def name(self, hint: str) -> str:
-        self.count += 1
-        return f"{hint}_{self.count}"
+        name, n = hint, 1
+        while name in self.used:
+            n += 1
+            name = f"{hint}_{n}"
+        self.used.add(name)
+        return name
 
     def weight(self, name: str) -> str:
         if name not in self.params:
