@@ -11,8 +11,15 @@ from gradviz.nn.step import build_train_step, encode_targets
 
 
 @pytest.fixture(scope="module", autouse=True)
-def kernel_cache(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "gradviz-cache"
+def kernel_cache(request, tmp_path_factory):
+    """Generated modules go to pytest's cache directory, kept between runs (content-addressed:
+    a changed lowering compiles afresh; `--cache-clear` empties it), as in test_compile.py; with
+    `-p no:cacheprovider`, to this session's temporary directory."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        path = cache.mkdir("gradviz-kernels")
+    else:
+        path = tmp_path_factory.getbasetemp() / "gradviz-cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("GRADVIZ_CACHE", str(path))
     yield path
