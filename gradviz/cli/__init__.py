@@ -9,6 +9,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 import warnings
 
 import click
@@ -18,7 +19,9 @@ EXIT_INTERRUPTED = 130
 #: Seconds a command has, after Ctrl-C, to end by itself before the process is ended for it.
 INTERRUPT_GRACE_S = 0.8
 
-_interrupt_reported = threading.Event()
+_interrupt_lock = threading.Lock()
+_interrupt_claimed = False              # someone has written (or is writing) the one line
+_interrupt_reported = threading.Event()  # the line is written
 
 
 class Interrupted(BaseException):
@@ -133,14 +136,23 @@ def os_error_line(exc: OSError) -> str:
     return one_line(reason)
 
 
+def _claim_interrupt_line() -> bool:
+    """True for the first caller only: the one who writes `gradviz: interrupted`."""
+    global _interrupt_claimed
+    with _interrupt_lock:
+        first = not _interrupt_claimed
+        _interrupt_claimed = True
+        return first
+
+
 def _report_interrupt() -> None:
-    if not _interrupt_reported.is_set():
-        _interrupt_reported.set()
+    if _claim_interrupt_line():
         try:
             sys.stderr.write("gradviz: interrupted\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
+    _interrupt_reported.set()
     sys.exit(EXIT_INTERRUPTED)
 
 
@@ -163,9 +175,8 @@ def _watch_interrupts() -> None:
             signal.sigwait({signal.SIGINT})
             _thread.interrupt_main()
             if _interrupt_reported.wait(INTERRUPT_GRACE_S):
-                _interrupt_reported.wait(INTERRUPT_GRACE_S)  # it is exiting: give it the time
-            else:
-                _interrupt_reported.set()
+                time.sleep(INTERRUPT_GRACE_S)  # the command is exiting: give it the time
+            elif _claim_interrupt_line():
                 try:
                     os.write(2, b"gradviz: interrupted\n")
                 except OSError:
