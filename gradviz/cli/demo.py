@@ -26,8 +26,10 @@ def run_demo(out: str, quick: bool = False) -> int:
     """Run every step, printing each command and its output; returns 0 when every step ended
     as expected, else 1."""
     from gradviz.cli import cli
+    from gradviz.files import check_output_dir
     from gradviz.lectures.demo import demo_steps
 
+    check_output_dir(out, "-o")
     os.makedirs(out, exist_ok=True)
     failures = []
     for step in demo_steps(out, quick):

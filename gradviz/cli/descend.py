@@ -95,6 +95,9 @@ def descend(expression, start, lr, optimizer, eps, max_iter, compare, digits, ro
     from gradviz.lectures.descend import descend as run_descent
     from gradviz.lectures.descend import parse_compare, plot_paths
 
+    from gradviz.files import check_output_file
+
+    check_output_file(plot, "--plot")
     point = parse_points(start)
     if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):
         raise GradvizError(f"--plot writes .png, .svg or .pdf files, not {plot!r}")

@@ -47,8 +47,12 @@ def draw(expression, at, path, fmt, view, formulas, check, expand, kernels, outp
       gradviz draw "(x+y)*z" --at x=-2,y=5,z=-4 -o circuit.svg
       gradviz draw model.onnx --random-input -o model.svg
     """
+    from gradviz.files import check_output_file
     from gradviz.render import draw as draw_diagram
+    from gradviz.render.backend import format_for
 
+    check_output_file(path, "-o")
+    format_for(path, fmt)
     if expression.lower().endswith((".onnx", ".json", ".yaml", ".yml")):
         from gradviz.nn.inspect import draw_model
 

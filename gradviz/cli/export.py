@@ -23,7 +23,9 @@ def export(checkpoint: str, path: str, normalized_inputs: bool, as_json: bool) -
     Example:
       gradviz export --checkpoint run1 -o model.onnx
     """
+    from gradviz.files import check_output_file
     from gradviz.interop.onnx_export import export_checkpoint, export_text
 
+    check_output_file(path, "-o")
     report = export_checkpoint(checkpoint, path, raw_inputs=not normalized_inputs)
     click.echo(json.dumps(report) if as_json else export_text(report))

@@ -58,6 +58,9 @@ def fit(data, target, loss, optimizer, lr, eps, max_iter, start, raw, predict, a
     """
     from gradviz.lectures.regression import cost, fit_linear, load_table, plot_fit, variable_names
 
+    from gradviz.files import check_output_file
+
+    check_output_file(plot, "--plot")
     table = load_table(data, target)
     if at:
         point = parse_points(at)

@@ -24,8 +24,10 @@ def steps(expression, at, out_dir, fmt, output_name):
     Example:
       gradviz steps "1/(1+exp(-(w0*x0+w1*x1+w2)))" --at w0=2,x0=-1,w1=-3,x1=-2,w2=-3 -o frames
     """
+    from gradviz.files import check_output_dir
     from gradviz.render import steps as write_steps
 
+    check_output_dir(out_dir, "-o")
     output, variables = load_expression(expression)
     point = parse_points(at)
     require_values(variables, point)

@@ -148,6 +148,7 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     """
     from gradviz.nn.training import Trainer
 
+    _check_outputs(plot, plot_regions, frames, checkpoint)
     options = dict(model=model, data=data, target=target, hidden=hidden, epochs=epochs,
                    batch=batch, lr=lr, optimizer=optimizer and optimizer.lower(), l2=l2,
                    lr_decay=lr_decay, seed=seed)
@@ -177,6 +178,17 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
         click.echo(f"decision regions drawn in {plot_regions}")
     if writer is not None:
         click.echo(f"{len(writer.frames)} frame(s) and index.html written to {frames}")
+
+
+def _check_outputs(plot, plot_regions, frames, checkpoint) -> None:
+    """Refuse every output path (and picture format) before training rather than after."""
+    from gradviz.files import check_output_dir, check_output_file
+
+    check_output_file(plot, "--plot")
+    check_output_file(plot_regions, "--plot-regions")
+    check_output_dir(frames, "--frames")
+    check_output_dir(checkpoint, "--checkpoint")
+    _check_pictures(plot, plot_regions)
 
 
 def _check_pictures(plot: str | None, plot_regions: str | None) -> None:

@@ -36,6 +36,8 @@ MODELS: dict[str, str] = {
 }
 
 DEFAULT_INPUT_SHAPE = (1, 28, 28)
+#: Model files larger than this are refused unread (a description of layers is a few KB).
+MAX_MODEL_FILE_BYTES = 1 << 20
 _DEFAULT_SHAPES = {"alexnet": (3, 224, 224)}
 _DEFAULT_HIDDEN = {"mlp": (256, 128), "cnn": (64,)}
 
@@ -201,12 +203,26 @@ def _is_model_file(name: str) -> bool:
 
 
 def load_model_file(path: str) -> dict:
-    """Read a model description from a .json (or, with PyYAML installed, .yaml) file."""
+    """Read a model description from a .json (or, with PyYAML installed, .yaml) file of at
+    most `MAX_MODEL_FILE_BYTES`."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_MODEL_FILE_BYTES + 1)
+        if len(raw) > MAX_MODEL_FILE_BYTES:
+            raise GradvizError(f"{path}: a model file is at most {MAX_MODEL_FILE_BYTES:,} bytes")
+        text = raw.decode("utf-8")
     except OSError as exc:
-        raise GradvizError(f"cannot read model file {path}: {exc.strerror}") from None
+        raise GradvizError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise GradvizError(f"{path}: not a text file (a model file is UTF-8 JSON or YAML)") \
+            from None
+    try:
+        return _parse_model_text(path, text)
+    except RecursionError:
+        raise GradvizError(f"{path}: nested too deeply to be a model file") from None
+
+
+def _parse_model_text(path: str, text: str) -> dict:
     if path.lower().endswith((".yaml", ".yml")):
         try:
             import yaml
