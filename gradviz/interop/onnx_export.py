@@ -49,10 +49,13 @@ class _Writer:
         return name
 
     def constant(self, hint: str, value) -> str:
+        """A Constant node (not an initializer: importers keep it fixed, not trainable)."""
         from onnx import numpy_helper
 
         name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        self.nodes.append(self.helper.make_node(
+            "Constant", [], [name], name=name,
+            value=numpy_helper.from_array(np.asarray(value), name)))
         return name
 
     def op(self, op_type: str, inputs: list[str], hint: str, **attrs) -> str:
