@@ -8,6 +8,7 @@ Nothing is downloaded: the files come from a directory the user already has.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -39,44 +40,70 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Sneaker", "Bag", "Ankle boot")
 
 
-def _read_bytes(path: Path) -> bytes:
+#: The largest IDX data section read (bytes), unless $GRADVIZ_MAX_IDX_BYTES says otherwise: MNIST's
+#: training images are 47 MB, so 1 GiB leaves room for much larger sets while a crafted header
+#: (or a small gzip file that expands to gigabytes) is refused before anything is allocated.
+MAX_IDX_BYTES = 1 << 30
+_CHUNK = 1 << 20
+
+
+def max_idx_bytes() -> int:
+    """The IDX size limit in force: $GRADVIZ_MAX_IDX_BYTES, else `MAX_IDX_BYTES`."""
+    text = os.environ.get("GRADVIZ_MAX_IDX_BYTES")
+    if not text:
+        return MAX_IDX_BYTES
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise GradvizError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise GradvizError(f"{path} is a directory, not an IDX file") from None
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise GradvizError(f"{path}: corrupt gzip file ({exc})") from None
-    except OSError as exc:
-        raise GradvizError(f"cannot read {path}: {exc.strerror or exc}") from None
+        value = int(text)
+    except ValueError:
+        raise GradvizError(f"$GRADVIZ_MAX_IDX_BYTES must be a whole number of bytes, got "
+                           f"{text!r}") from None
+    if value < 1:
+        raise GradvizError(f"$GRADVIZ_MAX_IDX_BYTES must be positive, got {text!r}")
+    return value
+
+
+def _header(head: bytes, name: str, more) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length) from the first bytes of an IDX file; `more(n)` reads the
+    next n bytes. Sizes are Python integers: no header can overflow them."""
+    if len(head) < 4:
+        raise GradvizError(f"{name}: too short to be an IDX file ({len(head)} bytes)")
+    if head[0] != 0 or head[1] != 0:
+        raise GradvizError(
+            f"{name}: not an IDX file (magic number 0x{head[:4].hex()} does not start with 0000)")
+    code, ndim = head[2], head[3]
+    if code not in IDX_DTYPES:
+        raise GradvizError(f"{name}: unknown IDX type code 0x{code:02x}")
+    if ndim == 0:
+        raise GradvizError(f"{name}: IDX header says 0 dimensions")
+    sizes = more(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise GradvizError(f"{name}: truncated IDX header ({ndim} dimensions, "
+                           f"{4 + len(sizes)} bytes)")
+    shape = tuple(int.from_bytes(sizes[4 * i:4 * i + 4], "big") for i in range(ndim))
+    return shape, IDX_DTYPES[code], 4 + 4 * ndim
+
+
+def _check_size(shape, dtype: np.dtype, name: str, limit: int) -> int:
+    """The data section's size in bytes, refused when zero or over `limit`."""
+    if 0 in shape:
+        raise GradvizError(f"{name}: IDX header gives shape {shape}, which holds no data")
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > limit:
+        raise GradvizError(
+            f"{name}: IDX header says shape {shape} ({expected:,} bytes of data), more than "
+            f"the limit of {limit:,} bytes (raise it with $GRADVIZ_MAX_IDX_BYTES)")
+    return expected
 
 
 def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     """Decode the bytes of an IDX file into an array of its native dtype (machine byte order).
 
-    Raises `GradvizError` naming ``name`` for a bad magic number, an unknown type code, or a data
-    section whose length does not match the header's sizes.
+    Raises `GradvizError` naming ``name`` for a bad magic number, an unknown type code, a shape
+    holding no data or more than the size limit, or a data section whose length does not match
+    the header's sizes.
     """
-    if len(data) < 4:
-        raise GradvizError(f"{name}: too short to be an IDX file ({len(data)} bytes)")
-    if data[0] != 0 or data[1] != 0:
-        raise GradvizError(
-            f"{name}: not an IDX file (magic number 0x{data[:4].hex()} does not start with 0000)")
-    code, ndim = data[2], data[3]
-    if code not in IDX_DTYPES:
-        raise GradvizError(f"{name}: unknown IDX type code 0x{code:02x}")
-    if ndim == 0:
-        raise GradvizError(f"{name}: IDX header says 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise GradvizError(f"{name}: truncated IDX header ({ndim} dimensions, {len(data)} bytes)")
-    shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    shape, dtype, header = _header(data[:4], name, lambda n: data[4:4 + n])
+    expected = _check_size(shape, dtype, name, max_idx_bytes())
     got = len(data) - header
     if got != expected:
         raise GradvizError(
@@ -86,10 +113,74 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="))
 
 
+def _gzip_size(path: Path) -> int | None:
+    """The uncompressed size modulo 2**32 a gzip file records in its last 4 bytes."""
+    with open(path, "rb") as raw:
+        raw.seek(0, os.SEEK_END)
+        if raw.tell() < 18:
+            return None
+        raw.seek(-4, os.SEEK_END)
+        return int.from_bytes(raw.read(4), "little")
+
+
+def _read_stream(f, path: Path, name: str, limit: int, gz: bool) -> np.ndarray:
+    """Header first (checked, the size computed and bounded), then exactly that many bytes
+    into one preallocated array, then a check that nothing follows."""
+    shape, dtype, header = _header(f.read(4), name, f.read)
+    expected = _check_size(shape, dtype, name, limit)
+    total = header + expected
+    if gz:
+        isize = _gzip_size(path)
+        if isize is not None and isize != total % (1 << 32):
+            raise GradvizError(
+                f"{name}: header says shape {shape} ({expected} bytes of data) but the gzip "
+                f"file says it holds {isize} bytes in all")
+    else:
+        size = os.fstat(f.fileno()).st_size
+        if size != total:
+            got = size - header
+            raise GradvizError(
+                f"{name}: header says shape {shape} ({expected} bytes of data) but the file "
+                f"has {got} bytes of data" + (" (truncated)" if got < expected else ""))
+    arr = np.empty(expected // dtype.itemsize, dtype=dtype)
+    view = memoryview(arr).cast("B")
+    done = 0
+    while done < expected:
+        n = f.readinto(view[done:done + _CHUNK])
+        if not n:
+            raise GradvizError(f"{name}: header says shape {shape} ({expected} bytes of data) "
+                               f"but the file has {done} bytes of data (truncated)")
+        done += n
+    if f.read(1):
+        raise GradvizError(f"{name}: header says shape {shape} ({expected} bytes of data) but "
+                           "the file has more data after it")
+    return arr.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (``.gz`` is decompressed); see `parse_idx` for the checks made."""
+    """Read one IDX file (``.gz`` is decompressed as a stream): the header is read and checked
+    first, and the data section must match it and stay within `max_idx_bytes()`; see
+    `parse_idx` for the checks made."""
     path = Path(path)
-    return parse_idx(_read_bytes(path), str(path))
+    name = str(path)
+    limit = max_idx_bytes()
+    gz = path.name.endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            try:
+                return _read_stream(f, path, name, limit, gz)
+            except GradvizError:
+                if gz:  # a damaged stream reads as garbage: say what is really wrong
+                    f.read(_CHUNK)
+                raise
+    except FileNotFoundError:
+        raise GradvizError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise GradvizError(f"{path} is a directory, not an IDX file") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise GradvizError(f"{path}: corrupt gzip file ({exc})") from None
+    except OSError as exc:
+        raise GradvizError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def find_mnist_file(directory: Path, role: str) -> Path | None:
