@@ -62,12 +62,30 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
     compile time grows faster than linearly with the size of one function, and each function
     has a fixed cost too.
     """
-    chunk = chunk or CHUNK
     names = buffer_names(sched)
     jit = JIT
     lines = [PRELUDE.format(what="points" if points else "cpu", dtype=dtype),
              templates.helpers(dtype, jit)]
-    units = []   # (arguments, body lines, parallel)
+    calls = []
+    for j, group in enumerate(_groups(_units(sched, names, threads, points), chunk or CHUNK)):
+        params = list(dict.fromkeys(p for unit in group for p in unit[0]))
+        decorator = JIT[:-1] + ", parallel=True)" if group[0][2] else jit
+        lines.append(f"\n@{decorator}\ndef part{j}({', '.join(params)}):")
+        for unit in group:
+            lines.extend("    " + line for line in unit[1])
+        lines.append("")
+        calls.append(f"part{j}({', '.join(params)})")
+    for leaf, node in sched.late_updates:
+        calls.append(f"{names[leaf]}[:] = {_value_name(sched, names, node)}")
+    arguments = run_arguments(sched, names, points)
+    lines.append(f"\n@{jit}\ndef run({', '.join(arguments)}):")
+    lines.extend(f"    {c}" for c in calls or ["pass"])
+    return "\n".join(lines) + "\n"
+
+
+def _units(sched: Schedule, names, threads: int, points: bool) -> list[tuple]:
+    """(arguments, body lines, parallel) of every kernel, in order."""
+    units = []
     for k in sched.kernels:
         parallel = threads > 1 and k.kind == "elementwise" and k.size >= PARALLEL_MIN
         header = [f"# kernel {k.index}: {_describe(sched, k.nodes)}"]
@@ -85,27 +103,18 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
             params.append(f"s{k.index}")
             header.append(f"scratch = s{k.index}")
         units.append((params, header + body, False))
+    return units
+
+
+def _groups(units: list[tuple], chunk: int) -> list[list[tuple]]:
+    """Consecutive units, at most `chunk` to a group; a parallel unit is a group of its own."""
     groups: list[list] = []
     for unit in units:
         if unit[2] or not groups or groups[-1][0][2] or len(groups[-1]) >= chunk:
             groups.append([unit])
         else:
             groups[-1].append(unit)
-    calls = []
-    for j, group in enumerate(groups):
-        params = list(dict.fromkeys(p for unit in group for p in unit[0]))
-        decorator = JIT[:-1] + ", parallel=True)" if group[0][2] else jit
-        lines.append(f"\n@{decorator}\ndef part{j}({', '.join(params)}):")
-        for unit in group:
-            lines.extend("    " + line for line in unit[1])
-        lines.append("")
-        calls.append(f"part{j}({', '.join(params)})")
-    for leaf, node in sched.late_updates:
-        calls.append(f"{names[leaf]}[:] = {_value_name(sched, names, node)}")
-    arguments = run_arguments(sched, names, points)
-    lines.append(f"\n@{jit}\ndef run({', '.join(arguments)}):")
-    lines.extend(f"    {c}" for c in calls or ["pass"])
-    return "\n".join(lines) + "\n"
+    return groups
 
 
 def _value_name(sched: Schedule, names, node: Node) -> str:
