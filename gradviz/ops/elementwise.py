@@ -113,28 +113,48 @@ def _pow_scalar(node, a, b):
     return math.pow(a, b)
 
 
+# Edges, as autograd and PyTorch do where they agree with the maths: a constant exponent 0
+# gives d(a**0)/da = 0 everywhere (0 * a**-1 would be 0 * inf = nan at a = 0), and a constant
+# base 0 gives d(0**b)/db = 0 (0**b is 0 for every b > 0; log(0) * 0 would be nan). Where the
+# maths has no derivative (0**b at b = 0 jumps from inf to 1 to 0) finite differences say so.
 def _pow_vjp(node: Node, g: Node):
     a, b = node.src
     bv = const_value(b)
     if bv is not None and b.shape == ():
-        lowered = a if bv == 2.0 else pow_(a, const(bv - 1.0, a.dtype))
-        ga = _scale(g, mul(b, lowered))
+        if bv == 0.0:
+            ga = None
+        else:
+            lowered = a if bv == 2.0 else pow_(a, const(bv - 1.0, a.dtype))
+            ga = _scale(g, mul(b, lowered))
     else:
         ga = _scale(g, mul(b, pow_(a, sub(b, 1.0))))
+    if const_value(a) == 0.0 and a.shape == ():
+        return ga, None
     gb = _scale(g, mul(log(a), node))  # d(a**b)/db = log(a) * a**b
     return ga, gb
 
 
 def _pow_scalar_vjp(node, g, y, a, b):
     if node.src[1].op == "const":
+        if b == 0.0:
+            return 0.0, 0.0
         lowered = a if b == 2.0 else _pow_scalar(node, a, b - 1.0)
         return g * (b * lowered), 0.0  # a constant exponent gets no gradient
-    return g * (b * _pow_scalar(node, a, b - 1.0)), g * (math.log(a) * y)
+    ga = g * (b * _pow_scalar(node, a, b - 1.0))
+    if node.src[0].op == "const" and a == 0.0:
+        return ga, 0.0
+    return ga, g * (math.log(a) * y)
+
+
+def _pow_sympy(sp, a, b):
+    if a == 0 and not b.is_number:  # 0**b: 1 at b = 0, 0 for b > 0 (SymPy's d/db is nan)
+        return sp.Piecewise((1, sp.Eq(b, 0)), (0, b > 0), (sp.oo, True))
+    return a ** b
 
 
 primitive("pow", shape=_same, impl=lambda n, a, b: np.power(a, b), scalar=_pow_scalar,
           vjp=_pow_vjp, scalar_vjp=_pow_scalar_vjp,
-          sympy=lambda sp, a, b: a ** b, code="{0} ** {1}", style=("**", "gate"))
+          sympy=_pow_sympy, code="{0} ** {1}", style=("**", "gate"))
 
 
 # -- unary functions ----------------------------------------------------------------------------

@@ -24,8 +24,22 @@ if TYPE_CHECKING:
     from gradviz.verify.node_checks import NodeReport
 
 SYMBOLIC_RTOL = 1e-9  # backprop and the SymPy formula compute the same real number
+FD_RTOL, FD_ATOL = 1e-6, 1e-8  # backprop vs finite differences, plus 10 x the FD error bound
+# finite differences confirm nothing when their error bound is not small next to the derivative
+FD_USEFUL = 1e-3
 AGREE = "backprop, finite differences and SymPy agree"
 DISAGREE = "gradients DISAGREE"
+TOLERANCE = (f"tolerance: backprop vs finite diff. {FD_ATOL:g} + {FD_RTOL:g}*|df| + 10*(± error); "
+             f"vs symbolic {SYMBOLIC_RTOL:g}*max(1, |df|)")
+
+
+def _json_number(value):
+    """A float for JSON: None where it is not finite (JSON has no nan or inf; `status` and
+    `verdict` say why)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _fmt(value: float) -> str:
@@ -50,24 +64,42 @@ class GradientRow:
     proof: str | None
     agree: bool | None
     latex: str | None = None
+    detail: str | None = None  # "jump" (a kink where f jumps), "overflow", "imprecise"
+    symbolic_note: str | None = None  # why there is no SymPy value ("gave up after 5 s")
 
     @property
     def verdict(self) -> str:
         """The row's last column: "agree", "DISAGREE", "not differentiable here (kink)", ..."""
         if self.status == "kink":
-            return "not differentiable here (kink)"
+            return f"not differentiable here ({'jump' if self.detail == 'jump' else 'kink'})"
         if self.status == "undefined":
-            return "undefined nearby"
+            return ("undefined: value overflows" if self.detail == "overflow" else
+                    "undefined nearby")
+        if self.detail == "imprecise":
+            return "finite differences too imprecise here"
         if not self.agree:
             return "DISAGREE"
         if self.proof is None:
-            return "agree (no SymPy)"
+            return f"agree ({self.symbolic_note or 'no SymPy'})"
         return "agree" if self.proof == "proved" else "agree (symbolic routes not proved equal)"
 
+    @property
+    def compared(self) -> str:
+        """Which methods this row compared: "all", "no sympy" (backprop and finite differences
+        only), or "none" (finite differences could not judge: a kink, a jump, undefined)."""
+        if self.agree is None:
+            return "none"
+        return "all" if self.proof is not None else "no sympy"
+
     def to_json(self) -> dict:
-        out = {"backprop": self.backprop, "numeric": self.numeric, "symbolic": self.symbolic,
-               "formula": self.formula, "numeric_error": self.numeric_error,
-               "status": self.status, "proof": self.proof, "agree": self.agree}
+        out = {"backprop": _json_number(self.backprop), "numeric": _json_number(self.numeric),
+               "symbolic": _json_number(self.symbolic), "formula": self.formula,
+               "numeric_error": _json_number(self.numeric_error), "status": self.status,
+               "proof": self.proof, "agree": self.agree, "verdict": self.verdict}
+        if self.detail is not None:
+            out["detail"] = self.detail
+        if self.symbolic_note is not None:
+            out["symbolic_note"] = self.symbolic_note
         if self.latex is not None:
             out["latex"] = self.latex
         return out
@@ -105,8 +137,27 @@ class GradientReport:
 
     @property
     def summary(self) -> str:
-        """The last line of the table: whether the three methods agree."""
-        return AGREE if self.agree else DISAGREE
+        """The last line of the table: which methods were compared on which partial
+        derivatives, and what was not compared and why."""
+        names = lambda rows: ", ".join(f"df/d{r.name}" for r in rows)  # noqa: E731
+        bad = [r for r in self.rows if r.agree is False]
+        if bad:
+            return f"{DISAGREE}: {names(bad)}"
+        full = [r for r in self.rows if r.compared == "all"]
+        if len(full) == len(self.rows) and all(r.proof == "proved" for r in full):
+            return AGREE
+        parts = []
+        if full:
+            parts.append(f"backprop, finite differences and SymPy agree on {names(full)}")
+        partial = [r for r in self.rows if r.compared == "no sympy"]
+        if partial:
+            parts.append(f"backprop and finite differences agree on {names(partial)} "
+                         f"(no SymPy)")
+        skipped = [r for r in self.rows if r.compared == "none"]
+        for verdict in dict.fromkeys(r.verdict for r in skipped):
+            rows = [r for r in skipped if r.verdict == verdict]
+            parts.append(f"{names(rows)} not compared: {verdict}")
+        return "; ".join(parts)
 
     def row(self, name: str) -> GradientRow:
         """The row of variable `name`."""
@@ -119,7 +170,7 @@ class GradientReport:
         """The `gradviz grad --json` object."""
         out = {"expression": self.expression, "point": self.point, "value": self.value,
                "gradients": {row.name: row.to_json() for row in self.rows},
-               "agree": self.agree}
+               "agree": self.agree, "summary": self.summary}
         if self.symbolic_error is not None:
             out["symbolic_error"] = self.symbolic_error
         if self.nodes is not None:
@@ -134,9 +185,10 @@ class GradientReport:
                  f"f = {_fmt(self.value)}", ""]
         cells = [("", "backprop", "finite diff.", "± error", "symbolic", "")]
         for r in self.rows:
-            cells.append((f"df/d{r.name}", _fmt(r.backprop), _fmt(r.numeric),
-                          f"{r.numeric_error:.1e}", "-" if r.symbolic is None else _fmt(r.symbolic),
-                          r.verdict))
+            fd_missing = not math.isfinite(r.numeric)
+            cells.append((f"df/d{r.name}", _fmt(r.backprop), "-" if fd_missing else _fmt(r.numeric),
+                          "-" if fd_missing else f"{r.numeric_error:.1e}",
+                          "-" if r.symbolic is None else _fmt(r.symbolic), r.verdict))
         widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(c, widths)).rstrip() for c in cells]
         lines.append("")
@@ -147,7 +199,7 @@ class GradientReport:
                 lines.append(f"\\frac{{\\partial f}}{{\\partial {r.name}}} = {r.latex}")
             elif r.formula is not None:
                 lines.append(f"df/d{r.name} = {r.formula}")
-        lines += ["", self.summary]
+        lines += ["", TOLERANCE, self.summary]
         return "\n".join(lines)
 
     def text(self) -> str:
@@ -222,15 +274,20 @@ def _row(name, node, result, numeric, symbolic, point, latex: bool) -> GradientR
     fd = numeric[node]
     sym = symbolic.get(node)
     backprop = result.grad(node)
-    agree = agrees(backprop, fd)
+    agree = agrees(backprop, fd, rtol=FD_RTOL, atol=FD_ATOL)
+    detail = fd.detail
+    if agree is True and 10 * fd.error > FD_USEFUL * max(abs(backprop), abs(fd.value)) + FD_ATOL:
+        agree, detail = None, "imprecise"  # an error bar this wide would confirm anything
     sym_value = None if sym is None else sym.value(point)
     if agree is not None and sym is not None:
         agree = agree and sym.proof.equal is not False and _close(sym_value, backprop)
     return GradientRow(name, backprop, fd.value, sym_value,
                        None if sym is None else sym.text(), fd.error, fd.status,
                        None if sym is None else sym.proof.status, agree,
-                       sym.latex() if latex and sym is not None else None)
+                       sym.latex() if latex and sym is not None else None, detail)
 
 
 def _close(a: float, b: float) -> bool:
+    if a == b:  # equal infinities too
+        return True
     return abs(a - b) <= SYMBOLIC_RTOL * max(abs(a), abs(b), 1.0)

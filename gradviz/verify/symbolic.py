@@ -244,8 +244,19 @@ def _product(nodes: list[Node], ops) -> Node:
 
 # -- calculus ---------------------------------------------------------------------------------
 def diff(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
-    """d expr / d var where it exists: the Dirac deltas of steps and signs are dropped."""
-    return _drop_deltas(sp.diff(expr, var))
+    """d expr / d var where it exists: the Dirac deltas of steps and signs are dropped, and
+    steps follow gradviz's convention step(0) = 0 (SymPy's Heaviside(0) is 1/2), so the value
+    of a formula at a kink is the value of the formula as printed."""
+    return gradviz_steps(_drop_deltas(sp.diff(expr, var)))
+
+
+def gradviz_steps(expr: sp.Expr) -> sp.Expr:
+    """Every Heaviside(u) as Heaviside(u, 0): gradviz's step(0) = 0."""
+    if not expr.has(sp.Heaviside):
+        return expr
+    return expr.replace(lambda e: isinstance(e, sp.Heaviside) and
+                        (len(e.args) == 1 or e.args[1] != 0),
+                        lambda e: sp.Heaviside(e.args[0], 0))
 
 
 def _drop_deltas(expr: sp.Expr) -> sp.Expr:
@@ -507,6 +518,14 @@ class _ExpressionPrinter(StrPrinter):
 
     def _print_Abs(self, e):
         return f"abs({self._print(e.args[0])})"
+
+    def _print_Piecewise(self, e):
+        # the one Piecewise gradviz writes itself: 0**b (see ops.elementwise._pow_sympy)
+        b = e.args[1][1].args[0] if len(e.args) == 3 and isinstance(e.args[0][1], sp.Eq) \
+            else None
+        if b is not None and e.args[0][0] == 1 and e.args[1][0] == 0:
+            return f"0**({self._print(b)})"
+        return super()._print_Piecewise(e)
 
     def _print_Exp1(self, e):
         return "exp(1)"
