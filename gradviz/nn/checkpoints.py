@@ -9,13 +9,24 @@ complete; never a mix, never nothing.
 
 Every problem with a checkpoint on reading (missing, unreadable, truncated, tampered, another
 format) raises `GradvizError` with one line naming it.
+
+Format version 2 checksums the metadata too: `meta_sha256` is the SHA-256 of the JSON document
+without that field (keys sorted, compact separators), so an edited configuration, data path or
+history is refused like a damaged arrays file. Version 1 checkpoints (arrays checksummed, metadata
+not) are refused with a message that says to train again: their settings cannot be trusted.
+
+`lock(directory)` keeps two trainings out of one directory: a `.lock` file created exclusively,
+holding the owner's pid and host name; a lock whose pid no longer runs on this host is stale and
+taken over.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import socket
 import zipfile
 from dataclasses import dataclass
 
@@ -25,8 +36,11 @@ from gradviz.errors import GradvizError
 from gradviz.files import write_atomic
 
 FORMAT = "gradviz-checkpoint"
-VERSION = 1
+VERSION = 2
 META_FILE = "checkpoint.json"
+LOCK_FILE = ".lock"
+#: checkpoint.json files larger than this are refused unread (they hold settings and history).
+MAX_META_BYTES = 64 << 20
 _PARAM, _STATE = "param/", "state/"
 
 
@@ -70,6 +84,7 @@ def save(directory: str | os.PathLike, meta: dict, params: dict[str, np.ndarray]
     arrays_name = f"arrays-{digest[:16]}.npz"
     document = {"format": FORMAT, "version": VERSION, "arrays": arrays_name, "sha256": digest,
                 **meta}
+    document["meta_sha256"] = meta_digest(document)
     text = json.dumps(document, indent=1, sort_keys=False)
     meta_path = os.path.join(directory, META_FILE)
     try:
@@ -97,14 +112,24 @@ def load(directory: str | os.PathLike) -> Checkpoint:
         raise GradvizError(f"no checkpoint in {directory} ({META_FILE} is missing)")
     try:
         with open(meta_path, "rb") as handle:
-            meta = json.loads(handle.read().decode())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = handle.read(MAX_META_BYTES + 1)
+        if len(raw) > MAX_META_BYTES:
+            raise GradvizError(f"corrupt checkpoint {meta_path}: more than {MAX_META_BYTES:,} "
+                               "bytes")
+        meta = json.loads(raw.decode())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise GradvizError(f"corrupt checkpoint {meta_path}: {_reason(exc)}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise GradvizError(f"{meta_path} is not a gradviz checkpoint")
+    if meta.get("version") == 1:
+        raise GradvizError(f"checkpoint {directory} was written by an older gradviz (format "
+                           "version 1, whose settings are not checksummed); train it again")
     if meta.get("version") != VERSION:
         raise GradvizError(f"checkpoint {meta_path} has format version {meta.get('version')!r}; "
                            f"this gradviz reads version {VERSION}")
+    if not isinstance(meta.get("meta_sha256"), str) or meta_digest(meta) != meta["meta_sha256"]:
+        raise GradvizError(f"corrupt checkpoint: {meta_path} does not match its checksum (was it "
+                           "edited?)")
     for key, kind in (("arrays", str), ("sha256", str), ("epoch", int)):
         if not isinstance(meta.get(key), kind):
             raise GradvizError(f"corrupt checkpoint {meta_path}: field {key!r} is missing or wrong")
@@ -128,6 +153,85 @@ def load(directory: str | os.PathLike) -> Checkpoint:
     params = {k[len(_PARAM):]: v for k, v in arrays.items() if k.startswith(_PARAM)}
     state = {k[len(_STATE):]: v for k, v in arrays.items() if k.startswith(_STATE)}
     return Checkpoint(directory, meta, params, state)
+
+
+def meta_digest(document: dict) -> str:
+    """SHA-256 of a checkpoint document without its `meta_sha256` field, in canonical JSON."""
+    body = {k: v for k, v in document.items() if k != "meta_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists (someone else's), or we cannot tell: assume it runs
+    return True
+
+
+def _read_lock(path: str) -> tuple[int | None, str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            parts = handle.read(200).split()
+    except OSError:
+        return None, ""
+    try:
+        return int(parts[0]), (parts[1] if len(parts) > 1 else "")
+    except (IndexError, ValueError):
+        return None, ""
+
+
+@contextlib.contextmanager
+def lock(directory: str | os.PathLike):
+    """Hold `directory/.lock` while the block runs (the directory is created if needed). Another
+    live holder is a `GradvizError`; a lock left by a process that is gone from this host is
+    stale and taken over."""
+    directory = os.fspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise GradvizError(f"cannot create checkpoint directory {directory}: "
+                           f"{exc.strerror or exc}") from None
+    path = os.path.join(directory, LOCK_FILE)
+    host = socket.gethostname() or "localhost"
+    mine = f"{os.getpid()} {host}\n".encode()
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pid, owner = _read_lock(path)
+            if pid is not None and owner == host and not _pid_running(pid):
+                try:
+                    os.unlink(path)  # stale: its process is gone
+                except FileNotFoundError:
+                    pass
+                continue
+            who = f"process {pid} on {owner or 'an unknown host'}" if pid is not None \
+                else "another process"
+            raise GradvizError(f"checkpoint directory {directory} is in use by {who} (if no "
+                               f"training runs there, delete {path})") from None
+        except OSError as exc:
+            raise GradvizError(f"cannot lock checkpoint directory {directory}: "
+                               f"{exc.strerror or exc}") from None
+        try:
+            os.write(fd, mine)
+        finally:
+            os.close(fd)
+        break
+    else:
+        raise GradvizError(f"cannot lock checkpoint directory {directory}")
+    try:
+        yield path
+    finally:
+        if _read_lock(path)[0] == os.getpid():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def _reason(exc: BaseException) -> str:

@@ -18,11 +18,14 @@ split size.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import io
 import math
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +39,36 @@ from gradviz.nn.step import (CLASSIFICATION, EvalStep, TrainStep, build_eval_ste
                              resolve_device)
 
 EVAL_BATCH = 500
+#: The most epochs one run may ask for (each leaves a history record in every checkpoint).
+MAX_EPOCHS = 100_000
+#: The most trainable parameters a model may have, unless $GRADVIZ_MAX_PARAMS says otherwise:
+#: AlexNet's 62 million fit; `--hidden 1000000000` is refused before anything is allocated.
+MAX_PARAMS = 100_000_000
+#: Devices a checkpoint may name.
+SAVED_DEVICES = ("numpy", "cpu", "cuda")
+
+
+def max_params() -> int:
+    """The parameter limit in force: $GRADVIZ_MAX_PARAMS, else `MAX_PARAMS`."""
+    text = os.environ.get("GRADVIZ_MAX_PARAMS")
+    if not text:
+        return MAX_PARAMS
+    try:
+        value = int(text)
+    except ValueError:
+        raise GradvizError(f"$GRADVIZ_MAX_PARAMS must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise GradvizError(f"$GRADVIZ_MAX_PARAMS must be positive, got {text!r}")
+    return value
+
+
+def _is_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
+                                                              np.floating))
 
 
 @dataclass(frozen=True)
@@ -56,21 +89,34 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        for name in ("model", "data"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise GradvizError(f"--{name} must be a non-empty name, got {value!r}")
+        for name in ("target", "lr_decay"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise GradvizError(f"--{name.replace('_', '-')} must be text, got {value!r}")
+        if not isinstance(self.optimizer, str):
+            raise GradvizError(f"--optimizer must be a name, got {self.optimizer!r}")
         for name in ("epochs", "batch"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise GradvizError(f"--{name} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
-                or self.seed < 0:
+        if self.epochs > MAX_EPOCHS:
+            raise GradvizError(f"--epochs is at most {MAX_EPOCHS:,}, got {self.epochs:,}")
+        if not _is_int(self.seed) or self.seed < 0:
             raise GradvizError(f"--seed must be an integer >= 0, got {self.seed!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (_is_number(self.lr) and math.isfinite(self.lr)
+                                        and self.lr > 0):
             raise GradvizError(f"--lr must be a positive number, got {self.lr!r}")
-        if not (math.isfinite(self.l2) and self.l2 >= 0):
+        if not (_is_number(self.l2) and math.isfinite(self.l2) and self.l2 >= 0):
             raise GradvizError(f"--l2 must be a number >= 0, got {self.l2!r}")
         if self.hidden is not None:
-            if not self.hidden or any(isinstance(h, bool) or int(h) != h or h < 1
-                                      for h in self.hidden):
-                raise GradvizError(f"--hidden must list positive layer widths, got {self.hidden}")
+            if not isinstance(self.hidden, (tuple, list)) or not self.hidden \
+                    or any(not _is_int(h) or h < 1 for h in self.hidden):
+                raise GradvizError(f"--hidden must list positive layer widths, got "
+                                   f"{self.hidden!r}")
             object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         get_optimizer(self.optimizer)
         LRSchedule.parse(self.lr or 1.0, self.lr_decay)
@@ -89,6 +135,9 @@ class TrainConfig:
             raise GradvizError("the checkpoint's configuration is not one gradviz wrote")
         d = dict(d)
         if d.get("hidden") is not None:
+            if not isinstance(d["hidden"], list):
+                raise GradvizError(f"--hidden must list positive layer widths, got "
+                                   f"{d['hidden']!r}")
             d["hidden"] = tuple(d["hidden"])
         return cls(**d)
 
@@ -206,6 +255,129 @@ def _model_spec(name: str) -> dict | None:
     return load_model_file(name)
 
 
+# -- files a run reads ----------------------------------------------------------------------------
+# A checkpoint records the data and model files a run read: absolute paths and a SHA-256 of their
+# contents. A later command opens such a path from a checkpoint only when the user names it on
+# the command line, or when the file still has the recorded fingerprint (a checkpoint edited to
+# name another file, /etc/passwd say, is refused without that file being parsed or shown).
+_BUILTIN_DATA = ("and", "or", "xor", "spiral", "moons", "circles", "digits", "heights", "mnist",
+                 "fashion-mnist")
+
+
+def _data_location(spec: str) -> tuple[str, list[Path]] | None:
+    """(the spec with an absolute path, the files it reads) for a data spec naming files; None
+    for a built-in or fetched data set."""
+    name, _, rest = spec.partition(":")
+    key = name.strip().lower()
+    if key in ("mnist", "fashion-mnist"):
+        if not rest.strip():
+            return None
+        from gradviz.data.idx import MNIST_FILES, find_mnist_file
+
+        directory = os.path.abspath(os.path.expanduser(rest.strip()))
+        files = [find_mnist_file(Path(directory), role) for role in MNIST_FILES]
+        return f"{key}:{directory}", [f for f in files if f is not None]
+    if key in _BUILTIN_DATA:
+        return None
+    path = os.path.abspath(os.path.expanduser(spec.strip()))
+    return path, [Path(path)]
+
+
+def _model_location(name: str) -> tuple[str, list[Path]] | None:
+    """(absolute path, [the file]) for a model file; None for a named model."""
+    from gradviz.nn.models import MODELS
+
+    if name in MODELS or not (name.lower().endswith((".json", ".yaml", ".yml", ".onnx"))
+                              or os.sep in name):
+        return None
+    path = os.path.abspath(os.path.expanduser(name))
+    return path, [Path(path)]
+
+
+_LOCATIONS = {"data": _data_location, "model": _model_location}
+
+
+def absolute_config(config: TrainConfig) -> TrainConfig:
+    """`config` with the data and model files named by absolute paths."""
+    changes = {}
+    for field_name, locate in _LOCATIONS.items():
+        found = locate(getattr(config, field_name))
+        if found is not None:
+            changes[field_name] = found[0]
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _absolute_data(spec: str) -> str:
+    found = _data_location(spec)
+    return spec if found is None else found[0]
+
+
+def _fingerprint(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_records(config: TrainConfig, data: bool = True, model: bool = True) -> dict:
+    """{"data": record or None, "model": record or None}: each file-based source's absolute
+    spec and SHA-256, for a checkpoint (`data`/`model` False: the caller passed its own)."""
+    out = {}
+    for field_name, locate in _LOCATIONS.items():
+        found = locate(getattr(config, field_name)) if {"data": data, "model": model}[
+            field_name] else None
+        if found is None:
+            out[field_name] = None
+            continue
+        spec, files = found
+        try:
+            out[field_name] = {"spec": spec, "sha256": _fingerprint(files)}
+        except OSError as exc:
+            raise GradvizError(f"cannot read {field_name} {spec}: {exc.strerror or exc}") \
+                from None
+    return out
+
+
+def trusted_source(meta: dict, field_name: str, checkpoint) -> str:
+    """The data spec or model name of a checkpoint's configuration, safe to open: a built-in
+    name as it is; a file only at its recorded absolute path and with its recorded SHA-256."""
+    value = meta["config"][field_name]
+    if _LOCATIONS[field_name](value) is None:
+        return value
+    record = (meta.get("sources") or {}).get(field_name)
+    what = "data" if field_name == "data" else "model file"
+    if not isinstance(record, dict) or not isinstance(record.get("spec"), str) \
+            or not isinstance(record.get("sha256"), str):
+        raise GradvizError(f"checkpoint {checkpoint} names the {what} {value!r} without a "
+                           f"fingerprint of it; name it with --{field_name}")
+    if _LOCATIONS[field_name](value)[0] != record["spec"]:
+        raise GradvizError(f"corrupt checkpoint {checkpoint}: its {what} {value!r} is not the one "
+                           "it has a fingerprint of; name it with --" + field_name)
+    found = _LOCATIONS[field_name](record["spec"])
+    try:
+        same = found is not None and found[1] and _fingerprint(found[1]) == record["sha256"]
+    except OSError:
+        same = False
+    if not same:
+        raise GradvizError(f"the {what} {record['spec']} that checkpoint {checkpoint} was "
+                           f"trained on is missing or has changed; name it with --{field_name} "
+                           "to use it anyway")
+    return record["spec"]
+
+
+def check_model_size(model, name: str) -> int:
+    """The model's parameter count, refused over `max_params()` (nothing is allocated yet)."""
+    count = sum(p.size for p in model.parameters())
+    limit = max_params()
+    if count > limit:
+        raise GradvizError(f"model {name} has {count:,} parameters, more than the limit of "
+                           f"{limit:,} (raise it with $GRADVIZ_MAX_PARAMS)")
+    return count
+
+
 def _dtype(model) -> str:
     params = list(model.parameters())
     return params[0].dtype if params else "float32"
@@ -273,7 +445,11 @@ class Trainer:
         self.on_epoch = on_epoch
         self.dataset = dataset if dataset is not None else load_data(config)
         self.model = model if model is not None else build_model(config, self.dataset)
+        check_model_size(self.model, config.model)
         self.model_spec = _model_spec(config.model) if model is None else None
+        self._sources = None
+        if self.checkpoint is not None:  # what a later command may open again, fingerprinted
+            self._sources = source_records(config, data=dataset is None, model=model is None)
         self.optimizer = get_optimizer(config.optimizer)
         self.schedule = LRSchedule.parse(config.lr or self.optimizer.default_lr, config.lr_decay)
         self.task = self.dataset.task
@@ -313,6 +489,7 @@ class Trainer:
             "optimizer": self.optimizer.config(),
             "rng": rng.bit_generator.state, "history": [dataclasses.asdict(r) for r in history],
             "normalizer": ds.normalizer.to_dict(), "model_spec": self.model_spec,
+            "sources": self._sources,
             "dataset": {"name": ds.name, "task": ds.task, "n_classes": ds.n_classes,
                         "class_names": list(ds.class_names), "input_shape": list(ds.input_shape),
                         "layout": ds.layout},
@@ -325,7 +502,7 @@ class Trainer:
             saved = TrainConfig.from_dict(found.meta.get("config"))
         except (GradvizError, TypeError) as exc:
             raise GradvizError(f"corrupt {where}: {exc}") from None
-        diffs = saved.differences(self.config)
+        diffs = absolute_config(saved).differences(absolute_config(self.config))
         if diffs:
             raise GradvizError(f"mismatched {where}: it was trained with different settings "
                                f"({'; '.join(diffs)})")
@@ -359,6 +536,11 @@ class Trainer:
     # -- the loop --
     def run(self) -> TrainResult:
         """Train for `config.epochs` epochs (counting those a resumed checkpoint has done)."""
+        held = contextlib.nullcontext() if self.checkpoint is None else ckpt.lock(self.checkpoint)
+        with held:
+            return self._run_here()
+
+    def _run_here(self) -> TrainResult:
         if self.device not in ("numpy", "cpu"):
             return self._run()
         # The interpreter runs one small BLAS call per node; OpenBLAS threads on those cost more
@@ -510,6 +692,7 @@ class TrainedModel:
             raise GradvizError(f"corrupt checkpoint in {directory}: {exc}") from None
         self.epoch = found.epoch
         self.history = found.meta.get("history", [])
+        self.sources = found.meta.get("sources")
         from gradviz.nn.models import build_model as build
         from gradviz.nn.models import model_from_spec
 
@@ -519,7 +702,9 @@ class TrainedModel:
         if isinstance(spec, dict):  # a model file, kept in the checkpoint: it may have moved
             self.model = model_from_spec(spec, self.input_shape, n_outputs)
         else:
-            self.model = build(self.config.model, self.input_shape, n_outputs, **kwargs)
+            name = trusted_source(found.meta, "model", directory)
+            self.model = build(name, self.input_shape, n_outputs, **kwargs)
+        check_model_size(self.model, self.config.model)
         self.params = found.params
         names = {p.name for p in self.model.parameters()}
         if names != set(self.params):
@@ -586,11 +771,22 @@ def config_for_run(given: dict, defaults: dict, *, resume: bool = False,
             raise GradvizError(f"corrupt checkpoint in {checkpoint}: {exc}") from None
         if base.get("hidden") is not None:
             base["hidden"] = tuple(base["hidden"])
-        return TrainConfig(**{**base, **given}), meta.get("device")
+        device = meta.get("device")
+        if device not in SAVED_DEVICES:
+            raise GradvizError(f"corrupt checkpoint in {checkpoint}: unknown device {device!r}")
+        saved_optimizer = meta.get("optimizer")
+        if not isinstance(saved_optimizer, dict) \
+                or saved_optimizer.get("name") != str(base["optimizer"]).lower():
+            raise GradvizError(f"corrupt checkpoint in {checkpoint}: its optimizer record does "
+                               f"not match optimizer {base['optimizer']!r}")
+        for field_name in ("data", "model"):  # files only where the user names them, or as saved
+            if field_name not in given:
+                base[field_name] = trusted_source(meta, field_name, checkpoint)
+        return absolute_config(TrainConfig(**{**base, **given})), device
     for required in ("model", "data"):
         if required not in given:
             raise GradvizError(f"missing option --{required}")
-    return TrainConfig(**{**defaults, "hidden": None, **given}), None
+    return absolute_config(TrainConfig(**{**defaults, "hidden": None, **given})), None
 
 
 def evaluation_report(checkpoint: str, data: str | None = None, target: str | None = None,
@@ -600,8 +796,12 @@ def evaluation_report(checkpoint: str, data: str | None = None, target: str | No
     seed, so `test` is the held-out part); the `gradviz evaluate --json` object."""
     trained = TrainedModel(checkpoint)
     config = trained.config
-    if data is None or data == config.data:
-        data, target = config.data, config.target if target is None else target
+    if data is None:  # the run's own data: a file only where the checkpoint says, unchanged
+        data = trusted_source({"config": config.to_dict(), "sources": trained.sources},
+                              "data", checkpoint)
+        target = config.target if target is None else target
+    elif _absolute_data(data) == _absolute_data(config.data):
+        target = config.target if target is None else target
     spec = dataclasses.replace(config, data=data, target=target,
                                seed=config.seed if seed is None else seed)
     raw = load_data(spec, normalize="none", dtype="float64")
