@@ -93,6 +93,11 @@ class Descent:
         }
 
 
+#: The most iterations one descent may run: each is kept (point, value, gradient) for the table,
+#: the JSON and the plot, so the bound is on memory (about 100 MB at 100,000 for a few
+#: variables). `gradviz fit` descends through the same code and has the same bound.
+MAX_ITER = 100_000
+
 def _json_row(row: dict) -> dict:
     # JSON has no inf/nan: a diverged run's last values become null
     def clean(v):
@@ -249,6 +254,9 @@ def _check_settings(lr: float, eps: float, max_iter: int) -> None:
         raise GradvizError(f"--eps must be a positive number, got {eps!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise GradvizError(f"--max-iter must be a positive integer, got {max_iter!r}")
+    if max_iter > MAX_ITER:
+        raise GradvizError(f"--max-iter is at most {MAX_ITER:,} (every iteration is kept for "
+                           f"the table and the plot), got {max_iter:,}")
 
 
 def _start_point(variables: dict[str, Node], start: Mapping[str, float]) -> dict[str, float]:

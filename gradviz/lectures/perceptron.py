@@ -24,6 +24,11 @@ import numpy as np
 from gradviz.errors import GradvizError
 
 
+#: At most this many sample presentations (epochs x samples) per run: each one is kept in the
+#: trace (about 160 MB at the limit), so `--epochs 1000000000` is refused up front instead of
+#: filling the memory.
+MAX_PRESENTATIONS = 200_000
+
 def hardlim(n):
     """The step activation: 1 where ``n >= 0``, else 0 (int64; scalar in, scalar out)."""
     out = (np.asarray(n) >= 0).astype(np.int64)
@@ -172,6 +177,10 @@ def train_perceptron(X, t, *, w0=None, b0: float = 0.0, lr: float = 1.0, max_epo
     if isinstance(max_epochs, bool) or not isinstance(max_epochs, (int, np.integer)) \
             or max_epochs < 1:
         raise GradvizError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+    if int(max_epochs) * len(t) > MAX_PRESENTATIONS:
+        raise GradvizError(f"--epochs {int(max_epochs):,} x {len(t):,} samples is more than "
+                           f"{MAX_PRESENTATIONS:,} presentations (every one is kept for the "
+                           "trace): lower --epochs")
     _check_lr(lr)
     if w0 is None:
         w = np.zeros(X.shape[1])
