@@ -77,6 +77,9 @@ def read_csv(path: str | os.PathLike, target: str | None, task: str | None = Non
         y, class_names = _regression_target(path, rows, labels, numeric, target), ()
     else:
         y, class_names = _class_indices(labels, numeric)
+        if len(class_names) < 2:
+            raise GradvizError(f"{path}: target column {target!r} holds only one class "
+                               f"({class_names[0]!r}): there is nothing to tell apart")
     return CsvTable(X, y, tuple(header[c] for c in feature_cols), target, task, class_names)
 
 

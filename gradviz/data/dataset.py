@@ -93,8 +93,13 @@ class Normalizer:
         X_train = np.asarray(X_train, dtype=np.float64)
         if X_train.shape[0] == 0:
             raise GradvizError("cannot standardize: the training split is empty")
-        mean = X_train.mean(axis=0)
-        std = X_train.std(axis=0)
+        with np.errstate(all="ignore"):
+            mean = X_train.mean(axis=0)
+            std = X_train.std(axis=0)
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            bad = int(np.argmax(~(np.isfinite(mean) & np.isfinite(std))))
+            raise GradvizError(f"cannot standardize feature {bad + 1}: its values are too large "
+                               "(their mean or spread overflows float64)")
         std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
         return cls("standardize", mean, std)
 
