@@ -109,6 +109,7 @@ def check_nodes(output: Node, env: Mapping, *, symbolic: bool = True,
     graph = Graph(output)
     values = backprop(output, env).values
     rng = np.random.default_rng(seed)
+    texts = _texts(graph)  # every node's text in one pass: linear, not one walk per node
     rows = []
     for node in graph.nodes:
         if node.is_leaf:
@@ -122,7 +123,7 @@ def check_nodes(output: Node, env: Mapping, *, symbolic: bool = True,
             w = const(rng.uniform(0.5, 1.5, size=node.shape), dtype=node.dtype)
             g, loss = w, sum_(mul(alone, w))
         grads = (None,) * len(stand) if node.op in zero_gradient else vjp_rules[node.op](alone, g)
-        label = _label(graph, node)
+        label = _label(graph, node, texts)
         for i, (s, v) in enumerate(zip(node.src, stand)):
             if s.op == "const":
                 continue
@@ -163,10 +164,19 @@ def _symbolic(alone: Node, v: Node, point: dict) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _label(graph: Graph, node: Node) -> str:
-    from gradviz.core.text import expression_text
+def _texts(graph: Graph) -> dict:
+    """{node: (text, precedence)} for every node, each built from its operands' texts (the
+    same text `expression_text` gives; long ones are cut short there, so this stays linear)."""
+    from gradviz.core.text import _text
 
-    text = expression_text(node)
+    texts: dict = {}
+    for node in graph.nodes:
+        texts[node] = _text(node, texts)
+    return texts
+
+
+def _label(graph: Graph, node: Node, texts: dict) -> str:
+    text = texts[node][0]
     if len(text) > 32:
         text = text[:31] + "…"
     return f"{graph.label(node)} {text}"
