@@ -49,11 +49,22 @@ def test_the_given_point_is_tried_first():
     assert (result.counterexample.claimed, result.counterexample.actual) == (-1.0, -2.0)
 
 
-def test_undecided_identity_is_inconclusive_and_counts_points():
-    # exp(x*log(x)) == x**x only where x > 0, which SymPy does not assume of a real x
+def test_identity_on_the_domain_is_verified():
+    # exp(x*log(x)) == x**x only where x > 0, which SymPy does not assume of a real x: the
+    # points show that the derivative is defined only there, and the proof is made for x > 0
+    assert claim("x**x", "x", "exp(x*log(x))*(log(x)+1)").verdict == VERIFIED
+    assert claim("log(x + sqrt(x**2 - 1))", "x",
+                 "1/(sqrt(x - 1)*sqrt(x + 1))").verdict == VERIFIED
+
+
+def test_undecided_identity_is_inconclusive_and_counts_points(monkeypatch):
+    from gradviz.verify import symbolic
+
+    monkeypatch.setattr(symbolic, "is_zero", lambda expr: False)
     result = claim("x**x", "x", "exp(x*log(x))*(log(x)+1)")
     assert result.verdict == INCONCLUSIVE
-    assert 10 <= result.points_agreed < 40  # points with x <= 0 are not in the domain
+    assert 10 <= result.points_agreed < result.points_tried  # x <= 0: not in the domain
+    assert result.tried[0] == "small integers" and "a local search" in result.tried[-1]
 
 
 def test_rounding_noise_does_not_refute(monkeypatch):
@@ -61,12 +72,12 @@ def test_rounding_noise_does_not_refute(monkeypatch):
 
     monkeypatch.setattr(symbolic, "is_zero", lambda expr: False)  # force the numeric route
     result = claim("x*y", "y", "x + (0.1 + 0.2 - 0.3)*y")  # 5.55e-17*y off in float64
-    assert result.verdict == INCONCLUSIVE and result.points_agreed == 40
+    assert result.verdict == INCONCLUSIVE and result.points_agreed == result.points_tried > 80
 
 
 def test_no_point_in_the_domain_is_said_so():
     result = run("sqrt(-1-x*x)", "--wrt", "x", "--claim", "x")
-    assert result.exit_code == 0
+    assert result.exit_code == 4
     assert "inconclusive: SymPy could not prove it, and no point tried was in the domain" \
         in result.output
 
@@ -95,8 +106,12 @@ def test_json_shape_and_exit_codes():
     assert out["verdict"] == "refuted"
     assert set(out["counterexample"]) == {"point", "claimed", "actual"}
     assert set(out["counterexample"]["point"]) == {"w", "x", "b"}
-    maybe = run("x**x", "--wrt", "x", "--claim", "exp(x*log(x))*(log(x)+1)")
-    assert maybe.exit_code == 0 and "inconclusive" in maybe.output
+    maybe = run("x**x", "--wrt", "x", "--claim", "exp(x*log(x))*(log(x)+1)", "--timeout", "0.1",
+                "--json")
+    assert maybe.exit_code == 4
+    out = json.loads(maybe.output)
+    assert out["verdict"] == "inconclusive" and out["sympy"] == "SymPy gave up after 0.1 s"
+    assert out["points_agreed"] > 10 and out["tried"]
 
 
 def test_text_output():
@@ -133,3 +148,45 @@ def test_check_claim_text_is_the_library_behind_the_command():
     assert wrong.verdict == "refuted" and wrong.counterexample.point == {"x": 3.0}
     with pytest.raises(gv.GradvizError, match="in the claim"):
         check_claim_text("x**2", "x", "2*")
+
+
+@pytest.mark.parametrize("expression, text, where", [
+    ("max(min(x, 3), -3)", "1", lambda x: abs(x) > 3),
+    ("exp(x/10)", "exp(x/10)/10 + step(x - 5)", lambda x: x > 5),
+])
+def test_the_adversary_finds_the_region_where_a_claim_is_wrong(expression, text, where):
+    result = claim(expression, "x", text)
+    assert result.verdict == REFUTED and where(result.counterexample.point["x"])
+    out = run(expression, "--wrt", "x", "--claim", text)
+    assert out.exit_code == 1 and out.output.splitlines()[-3].startswith("refuted: at x=")
+
+
+def test_piecewise_claims_are_proved():
+    assert claim("max(min(x, 3), -3)", "x", "step(3 - x)*step(x + 3)").verdict == VERIFIED
+
+
+def test_magnitudes_refute_what_small_points_miss():
+    # the extra 1e-12*x**4 is rounding noise next to 1 + x**3/1e6 until |x| is large
+    result = claim("x + 2.5e-7*x**4", "x", "1 + 1e-6*x**3 + 1e-12*x**4")
+    assert result.verdict == REFUTED and abs(result.counterexample.point["x"]) >= 100
+
+
+def test_points_on_kinks_are_not_counted_as_agreeing(monkeypatch):
+    from gradviz.verify import symbolic
+
+    monkeypatch.setattr(symbolic, "is_zero", lambda expr: False)
+    result = claim("relu(x)", "x", "step(x) + sign(x)*0 + 1 - abs(sign(x))")  # 1 at x = 0
+    assert result.verdict == INCONCLUSIVE
+    assert result.points_unconfirmed >= 1  # x = 0: the claim says 1, autodiff 0, FD a kink
+    assert result.points_agreed + result.points_unconfirmed <= result.points_tried
+
+
+def test_inconclusive_text_says_what_was_tried(monkeypatch):
+    from gradviz.verify import symbolic
+
+    monkeypatch.setattr(symbolic, "is_zero", lambda expr: False)
+    out = run("x*y", "--wrt", "x", "--claim", "y")
+    assert out.exit_code == 4
+    assert "inconclusive: SymPy could not prove it, but the claim and the derivative agree" \
+        in out.output
+    assert "points: small integers, magnitudes from 1e-3 to 1e4" in out.output

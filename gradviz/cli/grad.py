@@ -19,8 +19,11 @@ from gradviz.cli.common import parse_names, parse_points
 @click.option("--nodes", is_flag=True,
               help="Also check every node's local derivative on its own (VJP rule vs finite "
                    "differences vs SymPy) and name the first wrong one.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+              help="Time bound for SymPy (default 5 s); past it the rows say 'symbolic: gave "
+                   "up' and backprop and finite differences are still compared.")
 def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool,
-         latex: bool, nodes: bool) -> int:
+         latex: bool, nodes: bool, timeout: float | None) -> int:
     """Value and partial derivatives of EXPRESSION, by backprop, finite differences and SymPy.
 
     \b
@@ -33,6 +36,6 @@ def grad(expression: str, at: tuple[str, ...], wrt: str | None, as_json: bool,
     from gradviz.verify.report import gradient_report
 
     report = gradient_report(expression, parse_points(at), parse_names(wrt), latex=latex,
-                             nodes=nodes)
+                             nodes=nodes, timeout=timeout)
     click.echo(json.dumps(report.to_json()) if as_json else report.text())
     return 0 if report.ok else 1

@@ -151,8 +151,8 @@ class GradientReport:
             parts.append(f"backprop, finite differences and SymPy agree on {names(full)}")
         partial = [r for r in self.rows if r.compared == "no sympy"]
         if partial:
-            parts.append(f"backprop and finite differences agree on {names(partial)} "
-                         f"(no SymPy)")
+            why = partial[0].symbolic_note or "no SymPy"
+            parts.append(f"backprop and finite differences agree on {names(partial)} ({why})")
         skipped = [r for r in self.rows if r.compared == "none"]
         for verdict in dict.fromkeys(r.verdict for r in skipped):
             rows = [r for r in skipped if r.verdict == verdict]
@@ -194,6 +194,9 @@ class GradientReport:
         lines.append("")
         if self.symbolic_error is not None:
             lines.append(f"no SymPy formulas: {self.symbolic_error}")
+        elif self.rows and self.rows[0].symbolic_note is not None:
+            lines.append(f"no SymPy formulas: SymPy "
+                         f"{self.rows[0].symbolic_note.removeprefix('symbolic: ')}")
         for r in self.rows:
             if r.latex is not None:
                 lines.append(f"\\frac{{\\partial f}}{{\\partial {r.name}}} = {r.latex}")
@@ -213,18 +216,21 @@ class GradientReport:
 
 def gradient_report(expression: str | Node, at: Mapping[str, float] | None = None,
                     wrt: Iterable[str | Node] | None = None, *, latex: bool = False,
-                    nodes: bool = False) -> GradientReport:
+                    nodes: bool = False, timeout: float | None = None) -> GradientReport:
     """Check the partial derivatives of `expression` (a string, or a scalar node) at the point
     `at` ({name: value}, one per variable) three ways: backprop, finite differences and SymPy
     (formula and value). `wrt` picks the variables (default: all). With `latex`, each formula
     in LaTeX too; with `nodes`, each node's local derivative is also checked on its own.
+    SymPy runs in a child process killed after `timeout` seconds (default
+    `symbolic.DEFAULT_TIMEOUT`); then the rows say "symbolic: gave up after N s" and the
+    verdict rests on backprop and finite differences.
 
     Raises `GradvizError` for a missing or unknown variable, `EvaluationError` where the
     expression is not defined at the point.
     """
     from gradviz.core.autodiff import backprop
     from gradviz.verify.finite_differences import numeric_grad
-    from gradviz.verify.symbolic import symbolic_gradients
+    from gradviz.verify import symbolic as sym_module
 
     text, output, variables = _expression(expression)
     point = {(k.name if isinstance(k, Node) else k): v for k, v in (at or {}).items()}
@@ -238,13 +244,21 @@ def gradient_report(expression: str | Node, at: Mapping[str, float] | None = Non
                               f"{result.value})")
     wanted = [variables[n] for n in names]
     numeric = numeric_grad(output, point, wanted)
+    timeout = sym_module.DEFAULT_TIMEOUT if timeout is None else timeout
+    note = None
     try:
-        symbolic = symbolic_gradients(output, wanted, around=point)
+        found = sym_module.bounded(timeout, _symbolic_rows, output, wanted, point, latex)
+        symbolic = {variables[name]: row for name, row in found.items()}
         symbolic_error = None
+    except sym_module.GaveUp as exc:
+        symbolic, symbolic_error = {}, None
+        note = f"symbolic: gave up after {exc.seconds:g} s"
     except GradvizError as exc:  # e.g. a user-defined op without a SymPy rule
         symbolic, symbolic_error = {}, str(exc)
     rows = [_row(name, variables[name], result, numeric, symbolic, point, latex)
             for name in names]
+    for row in rows:
+        row.symbolic_note = note
     report = GradientReport(text, point, result.value, rows, symbolic_error)
     if nodes:
         from gradviz.verify.node_checks import check_nodes
@@ -268,6 +282,26 @@ def _expression(expression: str | Node) -> tuple[str, Node, dict[str, Node]]:
     return expression_text(expression), expression, variables
 
 
+@dataclass
+class _Symbolic:
+    """What the report needs from SymPy for one variable (plain data: it crosses a process)."""
+
+    value: float
+    text: str
+    latex: str | None
+    proof: str
+    equal: bool | None
+
+
+def _symbolic_rows(output: Node, wanted: list[Node], point: dict, latex: bool) -> dict:
+    """{variable name: _Symbolic}: SymPy's formula, its value at the point, and the proof."""
+    from gradviz.verify.symbolic import symbolic_gradients
+
+    found = symbolic_gradients(output, wanted, around=point)
+    return {node.name: _Symbolic(g.value(point), g.text(), g.latex() if latex else None,
+                                 g.proof.status, g.proof.equal) for node, g in found.items()}
+
+
 def _row(name, node, result, numeric, symbolic, point, latex: bool) -> GradientRow:
     from gradviz.verify.finite_differences import agrees
 
@@ -278,13 +312,13 @@ def _row(name, node, result, numeric, symbolic, point, latex: bool) -> GradientR
     detail = fd.detail
     if agree is True and 10 * fd.error > FD_USEFUL * max(abs(backprop), abs(fd.value)) + FD_ATOL:
         agree, detail = None, "imprecise"  # an error bar this wide would confirm anything
-    sym_value = None if sym is None else sym.value(point)
+    sym_value = None if sym is None else sym.value
     if agree is not None and sym is not None:
-        agree = agree and sym.proof.equal is not False and _close(sym_value, backprop)
+        agree = agree and sym.equal is not False and _close(sym_value, backprop)
     return GradientRow(name, backprop, fd.value, sym_value,
-                       None if sym is None else sym.text(), fd.error, fd.status,
-                       None if sym is None else sym.proof.status, agree,
-                       sym.latex() if latex and sym is not None else None, detail)
+                       None if sym is None else sym.text, fd.error, fd.status,
+                       None if sym is None else sym.proof, agree,
+                       sym.latex if latex and sym is not None else None, detail)
 
 
 def _close(a: float, b: float) -> bool:

@@ -307,6 +307,71 @@ TIDY_SECONDS = 1.0
 PROOF_SECONDS = 2.0
 
 
+# every symbolic step of `gradviz grad` and `gradviz check` (`--timeout`) runs in a child process
+# killed at this deadline: SymPy can sit in C code (gmpy, big integers) where no signal reaches it
+DEFAULT_TIMEOUT = 5.0
+
+
+class GaveUp(Exception):
+    """SymPy did not finish within the time bound; `seconds` is the bound."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"gave up after {seconds:g} s")
+        self.seconds = seconds
+
+
+def bounded(seconds: float | None, fn, *args, **kwargs):
+    """fn(*args, **kwargs), computed in a forked child process that is killed after `seconds`
+    (then `GaveUp` is raised). The result comes back pickled; an exception raised by fn is
+    raised here. Without fork (Windows) or with `seconds` None, fn runs here, unbounded."""
+    import os
+    import pickle
+    import select
+    import signal
+    import time
+
+    if seconds is None or not hasattr(os, "fork"):
+        return fn(*args, **kwargs)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send, and leave without running any cleanup
+        os.close(read_end)
+        try:
+            try:
+                payload = pickle.dumps((True, fn(*args, **kwargs)))
+            except BaseException as exc:  # noqa: BLE001 - sent to the parent to raise
+                try:
+                    payload = pickle.dumps((False, exc))
+                except Exception:  # noqa: BLE001
+                    payload = pickle.dumps((False, GradvizError(f"{type(exc).__name__}: {exc}")))
+            with os.fdopen(write_end, "wb") as out:
+                out.write(payload)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + seconds
+    chunks = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise GaveUp(seconds)
+            chunk = os.read(read_end, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    if not chunks:
+        raise GradvizError("the SymPy process ended without an answer")
+    ok, value = pickle.loads(b"".join(chunks))
+    if ok:
+        return value
+    raise value
+
+
 class _OutOfTime(BaseException):  # not an Exception: SymPy's `except Exception` must not eat it
     pass
 
