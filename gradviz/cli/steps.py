@@ -15,7 +15,9 @@ from gradviz.cli.common import load_expression, parse_points, require_values
               show_default=True, help="Frame format.")
 @click.option("--name", "output_name", default="f", show_default=True,
               help="What to call the output.")
-def steps(expression, at, out_dir, fmt, output_name):
+@click.option("--max-frames", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Refuse graphs that need more frames (each lays out the whole graph).")
+def steps(expression, at, out_dir, fmt, output_name, max_frames):
     """Backprop through EXPRESSION one node at a time: DIR/step-000.svg shows the forward
     values, each later frame one chain-rule step, and DIR/index.html steps through them
     (buttons or arrow keys; no network needed).
@@ -32,5 +34,5 @@ def steps(expression, at, out_dir, fmt, output_name):
     point = parse_points(at)
     require_values(variables, point)
     written = write_steps(output, point, out_dir, fmt=fmt, output_name=output_name,
-                          title=expression)
+                          title=expression, max_frames=max_frames)
     click.echo(f"wrote {len(written) - 1} frames and {written[-1]}")

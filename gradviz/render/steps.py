@@ -21,6 +21,11 @@ from gradviz.render.dot import Marks, Namer, build, fmt
 from gradviz.render.html import stepper_page
 
 FRAME_FORMATS = ("svg", "png")
+#: The most frames `steps` draws (one per node with operands, plus 3): each frame lays out the
+#: whole graph, so the time grows with frames x nodes (about 0.1 s a frame at 300 nodes). A
+#: 150-term sum needs 302 frames; draw it whole with `gradviz draw` instead, or raise the
+#: bound with `gradviz steps --max-frames`.
+MAX_FRAMES = 100
 
 
 @dataclass
@@ -95,13 +100,21 @@ def _marks(result, running, final, edges, local, highlight, output_name) -> Mark
 
 
 def steps(output: Node, env: Mapping, out_dir: str | os.PathLike, fmt: str = "svg",
-          output_name: str = "f", title: str | None = None) -> list[str]:
+          output_name: str = "f", title: str | None = None,
+          max_frames: int = MAX_FRAMES) -> list[str]:
     """Write `out_dir/step-000.svg`, ... and `out_dir/index.html` (self-contained: the frames
-    inline, arrow keys and buttons to step). Returns the paths written."""
+    inline, arrow keys and buttons to step). Returns the paths written. A graph that needs more
+    than `max_frames` frames is refused before any is drawn."""
     from gradviz.files import write_atomic
 
     if fmt not in FRAME_FORMATS:
         raise GradvizError(f"frames can be {' or '.join(FRAME_FORMATS)}, not {fmt!r}")
+    if output.shape == ():
+        needed = sum(1 for n in Graph(output).nodes if n.src) + 3
+        if needed > max_frames:
+            raise GradvizError(f"this graph needs {needed} frames, more than the limit of "
+                               f"{max_frames} (each frame lays out the whole graph): draw it "
+                               "whole with `gradviz draw`, or raise --max-frames")
     graph, frames = backprop_frames(output, env, output_name)
     rendered = []
     for k, frame in enumerate(frames):
