@@ -24,6 +24,14 @@ Generated from `gradviz COMMAND --help` by `python -m gradviz.cli.reference > do
 - **Errors** are one line on stderr, `gradviz: error: ...`, naming the problem (and the column in
   an expression). `gradviz --debug COMMAND ...` shows the traceback instead.
 - **Files** are written atomically: a reader sees the old file or the complete new one.
+  Only regular files are written: an output (`-o`, `--plot`, `--plot-regions`) that is a
+  directory, a device (`/dev/full`), a FIFO or a socket, lies under `/proc`, `/sys` or `/dev`, or
+  sits in a directory that is missing or not writable is refused with exit code 2 before any
+  work starts (output directories, `steps -o`, `--frames`, `--checkpoint`, likewise). A
+  symbolic link is followed: its target is written and the link stays a link.
+- **Ctrl-C** ends every command within a second: one line, `gradviz: interrupted`, exit code 130.
+- **Warnings** from NumPy (overflow, invalid values) are not printed; the error they lead to is
+  (`--debug` shows them).
 
 ## JSON output
 
@@ -35,6 +43,39 @@ Generated from `gradviz COMMAND --help` by `python -m gradviz.cli.reference > do
   "train_loss", "val_accuracy", "test_accuracy", "seconds", "samples_per_sec",
   "resumed_from_epoch"}`
 - `bench --json`: `{"model", "device", "batch", "samples_per_sec", "step_ms", "compile_s"}`
+
+## Limits
+
+Every input is bounded in the time and memory it can cost; past a bound the command stops at
+once with exit code 2 and one line naming the bound and how to change it.
+
+| what | bound | change it with |
+|---|---|---|
+| expression string | 100,000 characters, 150 levels of parentheses, literal exponents up to 10,000 | - |
+| IDX file (MNIST) data section | 1 GiB; the header is checked first (zero sizes, overflowing sizes), and the file's (or gzip trailer's) length must match it before the body is read | `$GRADVIZ_MAX_IDX_BYTES` |
+| model parameters (`train`, `evaluate`) | 100,000,000 (AlexNet has 62 million), checked before anything is allocated | `$GRADVIZ_MAX_PARAMS` |
+| `train --epochs` | 100,000 | - |
+| model file (`.json`, `.yaml`) | 1 MiB; binary bytes and deep nesting refused | - |
+| `checkpoint.json` | 64 MiB | - |
+| `perceptron` | 200,000 presentations (`--epochs` x samples; each is kept for the trace) | `--epochs` |
+| `descend --max-iter`, `fit --max-iter` | 100,000 (each iteration is kept for the table and plot) | - |
+| `steps` | 100 frames (each lays out the whole graph) | `--max-frames` |
+| diagram layout | 120 s per picture | - |
+| CSV classification target | at least two classes | - |
+
+**Checkpoints** (format version 2) checksum their arrays and their metadata, so an edited
+`checkpoint.json` is refused; version 1 checkpoints are refused with a message saying to train
+again. Data and model files are recorded by absolute path with a SHA-256 of their contents:
+`evaluate` and `train --resume` reopen such a file from a checkpoint only while it is unchanged
+(otherwise name it with `--data` / `--model`). Unknown device or optimizer records are refused.
+A training holds `DIR/.lock` (its pid and host): a second training in the same directory is
+refused; a lock whose process is gone is taken over.
+
+**Kernel cache** (`$GRADVIZ_CACHE`, default `~/.cache/gradviz`): created with mode 0o700, and
+refused (exit 2) when it is not a directory, cannot be created or written, belongs to another
+user, or is writable by group or others. Numba's cached files are checked against a SHA-256
+manifest before a module is imported; unlisted or changed files are deleted and rebuilt, never
+loaded.
 """
 
 
