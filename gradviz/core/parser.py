@@ -184,6 +184,8 @@ class _Builder:
             return -operand if isinstance(operand, float) else ops.neg(operand)
         if isinstance(node, ast.BinOp):
             left, right = built[id(node.left)], built[id(node.right)]
+            if isinstance(left, float) and isinstance(right, float):
+                return self.fold(node, left, right)
             if isinstance(node.op, ast.Pow) and isinstance(right, float) \
                     and abs(right) > MAX_EXPONENT:
                 raise self.fail(f"exponent {right:g} is too large (the limit is {MAX_EXPONENT})",
@@ -192,6 +194,23 @@ class _Builder:
         if isinstance(node, ast.Call):
             return self.call(node, built)
         raise self.fail(f"{type(node).__name__} is not allowed", node)  # unreachable by whitelist
+
+    def fold(self, node: ast.BinOp, left: float, right: float) -> float:
+        """A constant sub-expression, computed in float64 now (never in exact arithmetic, where
+        9**9**9 would take forever), or a one-line error where it is not a finite number."""
+        what = f"{_number_text(left)} {_SYMBOLS[type(node.op)]} {_number_text(right)}"
+        try:
+            value = _FOLD[type(node.op)](left, right)
+        except ZeroDivisionError:
+            raise self.fail(f"the constant {what} divides by zero", node) from None
+        except OverflowError:
+            value = math.inf
+        except ValueError:
+            raise self.fail(f"the constant {what} is not a real number", node) from None
+        if not math.isfinite(value):
+            raise self.fail(f"the constant {what} overflows float64 (the largest is about "
+                            "1.8e308)", node)
+        return value
 
     def node(self, item: Node | float) -> Node:
         return item if isinstance(item, Node) else ops.const(item, dtype=self.dtype)
@@ -222,6 +241,16 @@ class _Builder:
         if fn.arity is None:
             return _fold(fn.build, inputs)
         return fn.build(*inputs, *extra)
+
+
+_FOLD = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+         ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b, ast.Pow: math.pow}
+_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+
+
+def _number_text(value: float) -> str:
+    text = str(int(value)) if value.is_integer() and abs(value) < 1e16 else f"{value:.6g}"
+    return f"({text})" if value < 0 else text
 
 
 def _op_text(op: ast.AST) -> str:

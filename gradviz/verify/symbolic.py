@@ -88,7 +88,30 @@ def to_sympy(outputs: Node | Sequence[Node], substitute: Mapping[Node, sp.Expr] 
     roots = [outputs] if single else list(outputs)
     memo: dict[Node, sp.Expr] = dict(substitute or {})
     names: dict[str, Node] = {}
-    for node in _upstream(roots, memo):
+    order = _upstream(roots, memo)
+    # Chains of + and - (and of *) are built as one Add (Mul) from the flat list of their terms:
+    # built pairwise, SymPy re-flattens and re-sorts the whole sum at each step, so a sum of n
+    # terms took O(n**2) (1,000 terms of sin(k*x): 16 s; 3,000: 15 min).
+    users: dict[Node, int] = {}
+    for node in order:
+        for s in node.src:
+            users[s] = users.get(s, 0) + 1
+    pending: dict[Node, tuple[str, list]] = {}  # node -> ("add" | "mul", terms), not yet built
+
+    def terms(s: Node, kind: str) -> list:
+        chain = pending.get(s)
+        if chain is not None and chain[0] == kind and users.get(s, 0) == 1:
+            del pending[s]
+            return chain[1]
+        return [value(s)]
+
+    def value(s: Node):
+        chain = pending.pop(s, None)
+        if chain is not None:
+            memo[s] = sp.Add(*chain[1]) if chain[0] == "add" else sp.Mul(*chain[1])
+        return memo[s]
+
+    for node in order:
         if node.shape != ():
             raise GradvizError(f"SymPy translation supports scalar graphs; {node.op!r} has shape "
                                f"{node.shape}")
@@ -99,10 +122,20 @@ def to_sympy(outputs: Node | Sequence[Node], substitute: Mapping[Node, sp.Expr] 
             memo[node] = symbol(node.name)
         elif node.op == "const":
             memo[node] = number(node.attrs["value"])
+        elif node.op in _CHAINS and sympy_rules.get(node.op) is not None:
+            a, b = node.src
+            kind = "mul" if node.op == "mul" else "add"
+            left = terms(a, kind)
+            right = terms(b, kind) if node.op != "sub" else [-value(b)]
+            left.extend(right)
+            pending[node] = (kind, left)
         else:
-            memo[node] = _rule(node.op)(node, *(memo[s] for s in node.src))
-    out = [memo[r] for r in roots]
+            memo[node] = _rule(node.op)(node, *(value(s) for s in node.src))
+    out = [value(r) for r in roots]
     return out[0] if single else out
+
+
+_CHAINS = ("add", "sub", "mul")
 
 
 def _upstream(roots: list[Node], known: Mapping[Node, object]) -> list[Node]:
