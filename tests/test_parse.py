@@ -52,9 +52,9 @@ def test_same_name_is_the_same_variable():
     ("'abc'", "str literal", 1),
     ("x if y else z", "'if' expression", 1),
     ("x < y", "comparison", 1),
-    ("x // y", "operator '//'", 1),
-    ("x % y", "operator '%'", 1),
-    ("x @ y", "operator '@'", 1),
+    ("x // y", "operator '//'", 3),  # the operator's own column
+    ("x % y", "operator '%'", 3),
+    ("x @ y", "operator '@'", 3),
     ("~x", "operator '~'", 1),
     ("not x", "operator 'not'", 1),
     ("[x, y]", "a list", 1),

@@ -50,7 +50,9 @@ def inconclusive_text(result) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+# ignore_unknown_options: an expression may start with a minus sign ("-x**2"), which click would
+# otherwise take for an option
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("expression")
 @click.option("--wrt", required=True, metavar="VAR", help="The variable differentiated by.")
 @click.option("--claim", required=True, metavar="FORMULA",

@@ -9,7 +9,9 @@ import click
 from gradviz.cli.common import parse_names, parse_points
 
 
-@click.command()
+# ignore_unknown_options: an expression may start with a minus sign ("-x**2"), which click would
+# otherwise take for an option
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("expression")
 @click.option("--at", "at", multiple=True, metavar="a=1,b=2",
               help="The point: a value for every variable.")

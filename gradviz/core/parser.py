@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 import sys
 from gradviz import ops  # registers every op's builders in `rules.functions`
 from gradviz.core import rules
@@ -66,7 +67,8 @@ def parse(text: str, variables: dict[str, Node] | None = None, dtype: str = "flo
     _check_nesting(text)
     tree = _python_ast(text.strip())
     offset = len(text) - len(text.lstrip())
-    return _Builder(variables if variables is not None else {}, dtype, offset).build(tree.body)
+    return _Builder(variables if variables is not None else {}, dtype, offset,
+                    text.strip()).build(tree.body)
 
 
 def _check_nesting(text: str) -> None:
@@ -88,6 +90,11 @@ def _python_ast(text: str) -> ast.Expression:
         return ast.parse(text, mode="eval")
     except SyntaxError as exc:
         message, column = exc.msg, exc.offset
+        juxtaposed = _JUXTAPOSED.search(text)
+        if juxtaposed:  # 2x: Python says "invalid decimal literal"
+            number, name = juxtaposed.group(1), juxtaposed.group(2)
+            raise ParseError(f"a number right before a name: write {number}*{name} for the "
+                             "product", column=juxtaposed.start(2) + 1) from None
         if "Exceeds the limit" in message:
             message = "number literal is too long"
         elif not column:
@@ -104,7 +111,8 @@ def _python_ast(text: str) -> ast.Expression:
 class _Builder:
     """Turns a whitelisted Python AST into nodes, iteratively (no recursion on deep trees)."""
 
-    def __init__(self, variables: dict[str, Node], dtype: str, offset: int):
+    def __init__(self, variables: dict[str, Node], dtype: str, offset: int, text: str = ""):
+        self.text = text
         self.variables = variables
         self.dtype = dtype
         self.offset = offset
@@ -130,7 +138,13 @@ class _Builder:
     def children(self, node: ast.AST) -> list[ast.AST]:
         if isinstance(node, ast.BinOp):
             if type(node.op) not in _BINARY:
-                raise self.fail(f"operator {_op_text(node.op)} is not allowed", node)
+                # the operator's own column: the first non-space after the left operand
+                gap = self.text[node.left.end_col_offset:node.right.col_offset]
+                column = node.left.end_col_offset + len(gap) - len(gap.lstrip(" ()"))
+                where = ast.Constant(None, col_offset=column)
+                if isinstance(node.op, ast.BitXor):
+                    raise self.fail("'^' is not a power here: use ** for powers (x**2)", where)
+                raise self.fail(f"operator {_op_text(node.op)} is not allowed", where)
             return [node.left, node.right]
         if isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -243,6 +257,8 @@ class _Builder:
         return fn.build(*inputs, *extra)
 
 
+# a number literal directly followed by a name (not an exponent: 1e5, 2.5E-3)
+_JUXTAPOSED = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?)(?![eE][+-]?\d)([A-Za-z_]\w*)")
 _FOLD = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
          ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b, ast.Pow: math.pow}
 _SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}

@@ -480,3 +480,60 @@ def step(x) -> Node:
 def sign(x) -> Node:
     """-1, 0 or 1 by the sign of x (zero derivative)."""
     return _unary("sign", x)
+
+
+# -- composites: functions of the expression language made of the primitives above --------------
+# Each is exact as written and adds no kink of its own, so a composite is cheaper than a
+# primitive (no rule tables, no kernel code, no spec row; its derivative, SymPy form and compiled
+# code come from its parts). Primitives would buy stability only: tan near pi/2, sinh and cosh
+# past |x| = 709 overflow either way.
+@builder(parse="tan", summary="sin(x)/cos(x)")
+def tan(x) -> Node:
+    """Tangent, as sin(x) / cos(x)."""
+    return div(sin(x), cos(x))
+
+
+@builder(parse="sinh", summary="(exp(x) - exp(-x))/2")
+def sinh(x) -> Node:
+    """Hyperbolic sine, as (e**x - e**-x) / 2."""
+    return mul(sub(exp(x), exp(neg(x))), 0.5)
+
+
+@builder(parse="cosh", summary="(exp(x) + exp(-x))/2")
+def cosh(x) -> Node:
+    """Hyperbolic cosine, as (e**x + e**-x) / 2."""
+    return mul(add(exp(x), exp(neg(x))), 0.5)
+
+
+@builder(parse="log10", summary="log(x)/log(10)")
+def log10(x) -> Node:
+    """Base-10 logarithm, as log(x) / log(10)."""
+    return div(log(x), math.log(10.0))
+
+
+@builder(parse="log2", summary="log(x)/log(2)")
+def log2(x) -> Node:
+    """Base-2 logarithm, as log(x) / log(2)."""
+    return div(log(x), math.log(2.0))
+
+
+@builder(parse="silu", summary="x*sigmoid(x)")
+def silu(x) -> Node:
+    """x * sigmoid(x) (also called swish), built from the stable sigmoid primitive."""
+    return mul(x, sigmoid(x))
+
+
+@builder(parse="swish", summary="x*sigmoid(x), the same as silu")
+def swish(x) -> Node:
+    """x * sigmoid(x): silu under its other name."""
+    return silu(x)
+
+
+@builder(parse="clip", constants=2, summary="clip(x, lo, hi) = min(max(x, lo), hi)")
+def clip(x, lo: float = -1.0, hi: float = 1.0) -> Node:
+    """x limited to [lo, hi], as min(max(x, lo), hi): kinks at lo and hi (max's and min's)."""
+    if not lo <= hi:
+        from gradviz.errors import GradvizError
+
+        raise GradvizError(f"clip(x, lo, hi) needs lo <= hi, got {lo:g} > {hi:g}")
+    return minimum(maximum(x, float(lo)), float(hi))
