@@ -82,3 +82,15 @@ def test_grad_says_when_sympy_gave_up_and_still_compares(monkeypatch):
     assert "agree (symbolic: gave up after 0.5 s)" in result.output
     assert lines[-1] == ("backprop and finite differences agree on df/dx, df/dy "
                          "(symbolic: gave up after 0.5 s)")
+
+
+def test_a_root_inside_another_roots_chain_is_still_translated():
+    x, y = gv.vars("x y")
+    inner = x * y
+    outer = inner * 2.0 + y
+    a, b = symbolic.to_sympy([outer, inner])
+    assert b == symbolic.symbol("x") * symbolic.symbol("y")
+    report_rows = __import__("gradviz").gradient_report("(w*x+b-y)**2/2",
+                                                        {"w": 0.5, "x": 2, "b": 1, "y": 3},
+                                                        ["w", "b"], latex=True).rows
+    assert [r.proof for r in report_rows] == ["proved", "proved"]

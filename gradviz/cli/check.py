@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import click
 
+from gradviz.cli.grad import ExpressionCommand
+
 from gradviz.cli.common import parse_names, parse_points
 from gradviz.core.text import format_number
 from gradviz.errors import GradvizError
@@ -50,9 +52,7 @@ def inconclusive_text(result) -> str:
     return "\n".join(lines)
 
 
-# ignore_unknown_options: an expression may start with a minus sign ("-x**2"), which click would
-# otherwise take for an option
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command(cls=ExpressionCommand)
 @click.argument("expression")
 @click.option("--wrt", required=True, metavar="VAR", help="The variable differentiated by.")
 @click.option("--claim", required=True, metavar="FORMULA",

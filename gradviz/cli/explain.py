@@ -5,13 +5,13 @@ import json
 
 import click
 
+from gradviz.cli.grad import ExpressionCommand
+
 from gradviz.cli.common import load_expression, parse_names, parse_points, require_values
 from gradviz.errors import GradvizError
 
 
-# ignore_unknown_options: an expression may start with a minus sign ("-x**2"), which click would
-# otherwise take for an option
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command(cls=ExpressionCommand)
 @click.argument("expression")
 @click.option("--wrt", required=True, metavar="VAR", help="The variable differentiated by.")
 @click.option("--at", "at", multiple=True, required=True, metavar="a=1,b=2",

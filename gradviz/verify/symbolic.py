@@ -96,6 +96,8 @@ def to_sympy(outputs: Node | Sequence[Node], substitute: Mapping[Node, sp.Expr] 
     for node in order:
         for s in node.src:
             users[s] = users.get(s, 0) + 1
+    for r in roots:  # a root is used by the caller too, so never folded into a chain
+        users[r] = users.get(r, 0) + 1
     pending: dict[Node, tuple[str, list]] = {}  # node -> ("add" | "mul", terms), not yet built
 
     def terms(s: Node, kind: str) -> list:
