@@ -14,6 +14,7 @@ from gradviz import ops  # noqa: F401  (registers every elementwise op's templat
 from gradviz.compiler.schedule import Access
 from gradviz.core import rules
 from gradviz.core.ir import Node
+from gradviz.core.sizes import Size, SizeRatio
 
 # op -> template, registered by each elementwise op where it is defined (`code=` of
 # `gradviz.core.rules.primitive`); the same dict as `rules.scalar_code`.
@@ -75,7 +76,10 @@ def helpers(dtype: str, jit: str) -> str:
 
 
 def lit(value: float) -> str:
-    """A typed literal: `F(0.5)`, `F(np.inf)`."""
+    """A typed literal: `F(0.5)`, `F(np.inf)`; `F((1 / d_batch))` for a value computed from named
+    sizes while code is written (see core/sizes.py)."""
+    if isinstance(value, (Size, SizeRatio)) and f"{value}" != repr(value):
+        return f"F({value})"
     value = float(value)
     if math.isnan(value):
         return "F(np.nan)"

@@ -28,6 +28,7 @@ import numpy as np
 from gradviz.core import rules
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import Node
+from gradviz.core.sizes import broadcast_shapes
 
 _defined: set[str] = set()
 _in_parser: set[str] = set()  # user ops this module added to the expression language
@@ -124,7 +125,7 @@ def _build(name: str, inputs) -> Node:
     like = next((x for x in inputs if isinstance(x, Node)), None)
     nodes = [lift(x, like=like) for x in inputs]
     try:
-        shape = np.broadcast_shapes(*(n.shape for n in nodes))
+        shape = broadcast_shapes(*(n.shape for n in nodes))
     except ValueError:
         raise ShapeError(f"{name}: shapes {[n.shape for n in nodes]} cannot be broadcast "
                          "together") from None

@@ -12,6 +12,7 @@ import numpy as np
 
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import Node
+from gradviz.core.sizes import Size
 from gradviz.ops import (add, broadcast_to, elu, leaky_relu, matmul, relu, reshape, sigmoid, step,
                          tanh, var)
 from gradviz.ops.leaves import _check_dtype
@@ -32,7 +33,7 @@ def _weights(rng: np.random.Generator, scheme: str, shape, fan_in: int, fan_out:
 def _positive(value, what: str) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise GradvizError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
+    return value if isinstance(value, Size) else int(value)   # named sizes stay named
 
 
 class _Weighted(Module):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 
+from gradviz.core.sizes import Size
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.nn.layers import (ELU, AvgPool2d, Conv2d, Dropout, Flatten, LeakyReLU, Linear,
                                MaxPool2d, Maxout, ReLU, Sequential, Sigmoid, Softmax, Step, Tanh)
@@ -101,6 +102,7 @@ def build_model(name: str, input_shape=None, n_classes: int = 10, hidden=None,
         if name == "mlp":
             sizes += hidden
         sizes.append(1 if name == "perceptron" and n_classes == 2 else n_classes)
+        sizes = named_widths(sizes)
         layers = [Flatten()]
         for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
             layers.append(Linear(a, b, dtype=dtype))
@@ -109,6 +111,12 @@ def build_model(name: str, input_shape=None, n_classes: int = 10, hidden=None,
     model = Sequential(layers, input_shape=shape, labels=labels, description=MODELS[name])
     _check_fits(model, name, shape)
     return model
+
+
+def named_widths(sizes) -> list[Size]:
+    """Layer widths as named sizes (`width0`, `width1`, ...: see core/sizes.py), so compiled
+    steps of the same layers with other widths share their kernels."""
+    return [Size.named(f"width{i}", s) for i, s in enumerate(sizes)]
 
 
 def _hidden(sizes) -> tuple[int, ...]:
@@ -142,7 +150,7 @@ def _cnn(shape, n_classes, hidden, dtype) -> list[Module]:
     if h < 1 or w < 1:
         raise GradvizError(f"cnn needs inputs of at least 4x4, got {shape[1]}x{shape[2]}")
     layers.append(Flatten())
-    sizes = [c * h * w, *hidden, n_classes]
+    sizes = [c * h * w, *named_widths([*hidden, n_classes])]
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
         layers.append(Linear(a, b, dtype=dtype))
         if i < len(sizes) - 2:

@@ -30,6 +30,7 @@ from gradviz.core.autodiff import grad
 from gradviz.errors import GradvizError
 from gradviz.core.interpret import evaluate
 from gradviz.core.ir import Graph, Node
+from gradviz.core.sizes import Size
 from gradviz.nn.optim import Optimizer, l2_term
 from gradviz.ops import add, mul, step, sub, sum as sum_, var
 
@@ -92,7 +93,7 @@ def correct_count(logits: Node, targets: Node) -> Node:
     the one-hot `targets`; for a single logit per row (binary), how many have logit > 0 exactly
     where the target is 1. Built from core ops (no argmax primitive): a row is wrong when some
     class scores strictly above the target's score, so ties count as correct."""
-    batch = float(logits.shape[0])
+    batch = logits.shape[0]   # a named size stays one: generated code reads it (core/sizes.py)
     if logits.shape[1] == 1:
         positive = step(logits)
         wrong = add(mul(targets, sub(1.0, positive)), mul(sub(1.0, targets), positive))
@@ -116,6 +117,9 @@ def _check_task(task: str) -> None:
 def _forward(model, batch: int, input_shape: Sequence[int], dtype: str, train: bool, task: str,
              loss_fn):
     _check_task(task)
+    batch = batch if isinstance(batch, Size) else Size.named("batch", batch)
+    if len(input_shape) == 1:   # features; image sizes stay fixed (constant trip counts vectorize)
+        input_shape = (Size.named("features", input_shape[0]),)
     x = var("x", (batch, *input_shape), dtype)
     out = model(x, train=train)
     if out.ndim != 2 or out.shape[0] != batch:

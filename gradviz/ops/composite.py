@@ -19,7 +19,10 @@ def flatten(x: Node) -> Node:
     """(N, d1, d2, ...) -> (N, d1*d2*...): keeps the batch axis (a reshape)."""
     if x.ndim < 1:
         raise ShapeError("flatten needs at least a batch axis")
-    return reshape(x, (x.shape[0], -1)) if x.ndim != 2 else x
+    features = 1
+    for d in x.shape[1:]:
+        features = features * d   # a product, not -1: named sizes keep their formula
+    return reshape(x, (x.shape[0], features)) if x.ndim != 2 else x
 
 
 @builder()

@@ -30,6 +30,7 @@ from gradviz.core.ir import Node
 from gradviz.ops.leaves import const, const_value, lift
 from gradviz.ops.shape import broadcast_to, make
 from gradviz.core.rules import builder, primitive
+from gradviz.core.sizes import broadcast_shapes
 
 
 # -- shape rules --------------------------------------------------------------------------------
@@ -67,7 +68,7 @@ def _binary(op: str, a, b) -> Node:
         return Node(op, (a, b), _NO_ATTRS, a.shape, a.dtype)
     if a.shape != b.shape:
         try:
-            shape = np.broadcast_shapes(a.shape, b.shape)
+            shape = broadcast_shapes(a.shape, b.shape)
         except ValueError:
             raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") \
                 from None

@@ -8,6 +8,7 @@ import numpy as np
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import DTYPES, Node
 from gradviz.core.rules import builder
+from gradviz.core.sizes import Size, SizeRatio
 
 
 def _check_dtype(dtype: str) -> str:
@@ -20,7 +21,7 @@ def _check_dtype(dtype: str) -> str:
 def _check_shape(shape) -> tuple[int, ...]:
     if isinstance(shape, numbers.Integral):
         shape = (int(shape),)
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(d if isinstance(d, Size) else int(d) for d in shape)   # keep named sizes
     if any(d < 0 for d in shape):
         raise ShapeError(f"negative dimension in shape {shape}")
     return shape
@@ -59,7 +60,9 @@ def const(value, dtype: str | None = None, name: str | None = None) -> Node:
     if arr.dtype.kind not in "biuf":
         raise GradvizError(f"const() needs numbers, got {arr.dtype}")
     dtype = _check_dtype(dtype or ("float32" if arr.dtype == np.float32 else "float64"))
-    if arr.ndim == 0:
+    if isinstance(value, (Size, SizeRatio)):
+        stored = value   # a number that generated code computes from named sizes
+    elif arr.ndim == 0:
         stored = float(arr)
     else:
         stored = np.array(arr, dtype=dtype)

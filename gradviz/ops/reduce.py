@@ -71,7 +71,7 @@ def mean(x: Node, axis=None, keepdims: bool = False) -> Node:
         count *= x.shape[a]
     if count == 0:
         raise ShapeError(f"mean over an empty axis of shape {x.shape}")
-    return mul(sum(x, axes, keepdims), 1.0 / count)
+    return mul(sum(x, axes, keepdims), 1 / count)   # 1 / a Size stays a formula (core/sizes.py)
 
 
 # -- amax ---------------------------------------------------------------------------------------

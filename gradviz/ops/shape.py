@@ -11,6 +11,7 @@ from gradviz.errors import ShapeError
 from gradviz.core.ir import Node
 from gradviz.ops.leaves import _check_shape
 from gradviz.core.rules import builder, primitive
+from gradviz.core.sizes import Size
 
 
 def make(op: str, *src: Node, name: str | None = None, **attrs) -> Node:
@@ -84,7 +85,7 @@ def reshape(x: Node, shape) -> Node:
     """`x` with a new shape of the same size; one dimension may be -1."""
     if isinstance(shape, int):
         shape = (shape,)
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(d if isinstance(d, Size) else int(d) for d in shape)   # keep named sizes
     if shape.count(-1) > 1:
         raise ShapeError("reshape: at most one dimension may be -1")
     if -1 in shape:

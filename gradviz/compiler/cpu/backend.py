@@ -23,6 +23,7 @@ from gradviz.compiler.schedule import Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError
 from gradviz.core.interpret import leaf_array, lookup
 from gradviz.core.ir import Node
+from gradviz.core.sizes import as_code, symbols_of
 
 # error_model="numpy": x/0 is inf or nan as in NumPy (and the interpreter), not an exception;
 # the zero check it saves is also what kept loops with a division from vectorizing.
@@ -62,13 +63,19 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
     compile time grows faster than linearly with the size of one function, and each function
     has a fixed cost too.
     """
+    with as_code():   # sizes built as `Size`s are written as their names: see core/sizes.py
+        return _generate(sched, dtype, threads, points, chunk)
+
+
+def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: int) -> str:
     names = buffer_names(sched)
+    dims = list(size_symbols(sched))
     jit = JIT
     lines = [PRELUDE.format(what="points" if points else "cpu", dtype=dtype),
              templates.helpers(dtype, jit)]
     calls = []
     for j, group in enumerate(_groups(_units(sched, names, threads, points), chunk or CHUNK)):
-        params = list(dict.fromkeys(p for unit in group for p in unit[0]))
+        params = list(dict.fromkeys([*dims, *(p for unit in group for p in unit[0])]))
         decorator = JIT[:-1] + ", parallel=True)" if group[0][2] else jit
         lines.append(f"\n@{decorator}\ndef part{j}({', '.join(params)}):")
         for unit in group:
@@ -124,8 +131,17 @@ def _value_name(sched: Schedule, names, node: Node) -> str:
     return names[a.base]
 
 
+def size_symbols(sched: Schedule) -> dict[str, int]:
+    """The named sizes (see core/sizes.py) the graph's shapes and attributes use, sorted by name:
+    arguments of the generated code, so one module serves every value of them."""
+    found = symbols_of(*(n.shape for n in sched.order),
+                       *(v for n in sched.order for v in n.attrs.values()))
+    return dict(sorted(found.items()))
+
+
 def run_arguments(sched: Schedule, names, points: bool) -> list[str]:
     args = ["n"] if points else []
+    args += list(size_symbols(sched))
     args += [names[n] for n in sched.leaves]
     args += [names[n] for n in sched.constants]
     args += [names[n] for n in sched.buffers()]
@@ -160,6 +176,7 @@ class CompiledGraph:
         self.points = points
         self.source = generate(sched, self.dtype.name, threads, points)
         self._names = buffer_names(sched)
+        self._sizes = tuple(size_symbols(sched).values())
         self._leaves = sched.leaves
         self._constants = [np.ascontiguousarray(n.attrs["value"], self.dtype).reshape(-1)
                            for n in sched.constants]
@@ -177,9 +194,8 @@ class CompiledGraph:
 
         array = typeof(np.empty(1, self.dtype))
         count = len(run_arguments(self.schedule, self._names, self.points))
-        if self.points:
-            return (typeof(1), *([array] * (count - 1)))
-        return (array,) * count
+        ints = len(self._sizes) + (1 if self.points else 0)
+        return (*([typeof(1)] * ints), *([array] * (count - ints)))
 
     def _load_and_compile(self):
         module = cache.load(self.source)
@@ -223,7 +239,7 @@ class CompiledGraph:
             return self._call_points(dict(feeds or {}, **named))
         feeds = dict(feeds or {}, **named) if named else (feeds or {})
         values = {leaf: self._flat(leaf, lookup(leaf, feeds)) for leaf in self._leaves}
-        self._run(*values.values(), *self._constants, *self._buffers)
+        self._run(*self._sizes, *values.values(), *self._constants, *self._buffers)
         return [self._output(node, values, feeds) for node in self.schedule.outputs]
 
     def _output(self, node: Node, values, feeds):
@@ -256,7 +272,7 @@ class CompiledGraph:
         flats = [np.ascontiguousarray(np.broadcast_to(r, shape)).reshape(-1) for r in raws]
         n = int(np.prod(shape, dtype=np.int64))
         buffers = {node: np.empty(n, self.dtype) for node in self.schedule.buffers()}
-        self._run(n, *flats, *self._constants, *buffers.values())
+        self._run(n, *self._sizes, *flats, *self._constants, *buffers.values())
         values = dict(zip(self._leaves, flats))
         out = []
         for node in self.schedule.outputs:
