@@ -22,7 +22,7 @@ def main(out: Path) -> None:
     print(f"(x+y)*z = {r.value:g}; df/dx = {r.grad(x):g}, df/dy = {r.grad(y):g}, "
           f"df/dz = {r.grad(z):g}")
     draw(f, at, title="(x + y) * z").render(str(out / "xyz.svg"))
-    draw(f, at, title="(x + y) * z").render(str(out / "xyz.png"))
+    draw(f, at, title="(x + y) * z").render(str(out / "xyz.png"), scale=2)
     frames = steps(f, at, out / "backprop-xyz")
     print(f"{len(frames) - 1} backprop frames in {out / 'backprop-xyz'}")
 

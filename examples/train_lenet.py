@@ -52,7 +52,7 @@ def main(out: Path, steps: int = 8, batch: int = 16) -> None:
         print(f"step {k + 1}: loss {float(loss):.4f}, {int(correct)}/{batch} correct")
 
     title = f"LeNet-5 training step (Adam, batch {batch})"
-    diagram = draw(step.graph.outputs, collapse=True, title=title)
+    diagram = draw(step, collapse=True, title=title)
     diagram.render(str(out / "lenet-step.svg"))
     diagram.render(str(out / "lenet-step.png"))
     print("wrote", out / "lenet-step.svg", "and", out / "lenet-step.png")

@@ -104,7 +104,7 @@ def test_tensor_graph_shows_shapes_and_layer_clusters():
     dot = draw(loss, env).dot
     assert "subgraph cluster_1" in dot and "float32 [5, 8]" in dot and "mean" in dot
     collapsed = draw(loss, env, collapse=True).dot
-    assert "layer 1" in collapsed and "40 parameters" in collapsed
+    assert "Linear(4 -&gt; 8)" in collapsed and "40 params" in collapsed
 
 
 def test_frames_follow_reverse_topological_order():
@@ -187,7 +187,8 @@ def test_training_step_collapses_to_layers_loss_and_backward():
     model = build_model("mlp", (4,), 3, hidden=(8,))
     step = build_train_step(model, 16, (4,), optimizer=get_optimizer("sgd"))
     collapsed = draw(step.graph.outputs, collapse=True).dot
-    for box in ("<B>layer 1</B>", "<B>layer 3</B>", "<B>loss</B>", "<B>backward pass and update</B>"):
+    for box in ("<B>Linear(4 -&gt; 8)</B>", "<B>Linear(8 -&gt; 3)</B>", "<B>loss</B>",
+                "<B>Linear(4 -&gt; 8) backward</B>", "<B>Linear(8 -&gt; 3) update</B>"):
         assert box in collapsed, box
     assert collapsed.count("->") < 30  # page-sized: a handful of boxes and edges
     assert ">lr<" in collapsed and ">x<" in collapsed  # inputs stay visible

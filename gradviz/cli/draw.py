@@ -34,9 +34,17 @@ from gradviz.cli.common import load_expression, parse_points, require_values
               help="Model files: seeds the random input.")
 @click.option("--label", type=int, default=0, show_default=True,
               help="Model files: the class the cross-entropy loss is taken for.")
-@click.option("--collapse", is_flag=True, help="Model files: one box per layer.")
+@click.option("--collapse", is_flag=True,
+              help="One box per layer (model files, and graphs built from a model).")
+@click.option("--rankdir", type=click.Choice(["LR", "TB"], case_sensitive=False),
+              help="Left to right or top to bottom (default: left to right for a scalar "
+                   "circuit, else whichever fits a 16:9 slide better).")
+@click.option("--no-legend", is_flag=True, help="Leave out the colour legend.")
+@click.option("--scale", type=float, metavar="X",
+              help="PNG: X times 96 dpi (default 2, i.e. 192 dpi).")
+@click.option("--dpi", type=float, help="PNG: dots per inch (default 192).")
 def draw(expression, at, path, fmt, view, formulas, check, expand, kernels, output_name,
-         input_file, random_input, seed, label, collapse):
+         input_file, random_input, seed, label, collapse, rankdir, no_legend, scale, dpi):
     """Draw EXPRESSION as a circuit, left to right, annotated with values (green), gradients
     (red) and local derivatives (blue). EXPRESSION may also be a model file (.onnx, or .json):
     its forward graph, or with --input / --random-input the loss at that input with every
@@ -51,13 +59,18 @@ def draw(expression, at, path, fmt, view, formulas, check, expand, kernels, outp
     from gradviz.render import draw as draw_diagram
     from gradviz.render.backend import format_for
 
+    from gradviz.render.diagram import png_dpi
+
     check_output_file(path, "-o")
     format_for(path, fmt)
+    png_dpi(scale, dpi)  # refused before any work
+    rankdir = rankdir.upper() if rankdir else None
     if expression.lower().endswith((".onnx", ".json", ".yaml", ".yml")):
         from gradviz.nn.inspect import draw_model
 
         draw_model(expression, path, input_file=input_file, random_input=random_input,
-                   seed=seed, label=label, view=view, collapse=collapse, check=check, fmt=fmt)
+                   seed=seed, label=label, view=view, collapse=collapse, check=check, fmt=fmt,
+                   rankdir=rankdir, legend=not no_legend, scale=scale, dpi=dpi)
         click.echo(f"wrote {path}")
         return
 
@@ -71,6 +84,7 @@ def draw(expression, at, path, fmt, view, formulas, check, expand, kernels, outp
         env = {}
     diagram = draw_diagram(output, env, view=view, formulas=formulas, check=check,
                            expand=expand, kernels=kernels, title=expression,
-                           output_name=output_name)
-    diagram.render(path, fmt)
+                           output_name=output_name, rankdir=rankdir, legend=not no_legend,
+                           collapse=collapse)
+    diagram.render(path, fmt, scale=scale, dpi=dpi)
     click.echo(f"wrote {path}")

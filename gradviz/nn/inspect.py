@@ -80,9 +80,12 @@ def model_point(model, *, x_value: np.ndarray | None = None, seed: int = 0, labe
 
 def draw_model(name: str, path: str, *, input_file: str | None = None, random_input: bool = False,
                seed: int = 0, label: int = 0, view: str = "both", collapse: bool = False,
-               check: bool = False, input_shape=None, fmt: str | None = None) -> str:
+               check: bool = False, input_shape=None, fmt: str | None = None,
+               rankdir: str | None = None, legend: bool = True, scale: float | None = None,
+               dpi: float | None = None) -> str:
     """Draw a model: its forward graph (no input given), or the loss at one input with values
-    and gradients (`input_file`, a .npy file, or `random_input`). Returns the path written."""
+    and gradients (`input_file`, a .npy file, or `random_input`). Returns the path written.
+    `rankdir`, `legend` as `gradviz.render.draw`; `scale`/`dpi` for PNG."""
     from gradviz.ops import var
     from gradviz.render import draw
 
@@ -93,15 +96,16 @@ def draw_model(name: str, path: str, *, input_file: str | None = None, random_in
             raise GradvizError("this view needs an input: --input FILE.npy or --random-input")
         params = model.parameters()
         x = var("x", (1, *model.input_shape), params[0].dtype if params else "float32")
-        diagram = draw(model(x, train=False), None, collapse=collapse, title=title)
+        diagram = draw(model(x, train=False), None, collapse=collapse, title=title,
+                       rankdir=rankdir, legend=legend)
     else:
         x_value = None if input_file is None else read_input(input_file, model.input_shape)
         f, env, _ = model_point(model, x_value=x_value, seed=seed, label=label)
         diagram = draw(f, env, view=view, check=check, collapse=collapse,
                        title=f"{title}: loss for class {label} at "
                              f"{'a random input' if input_file is None else input_file}",
-                       output_name="loss")
-    diagram.render(path, fmt)
+                       output_name="loss", rankdir=rankdir, legend=legend)
+    diagram.render(path, fmt, scale=scale, dpi=dpi)
     return path
 
 

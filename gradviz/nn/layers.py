@@ -18,7 +18,7 @@ from gradviz.ops import (add, broadcast_to, elu, leaky_relu, matmul, relu, resha
 from gradviz.ops.leaves import _check_dtype
 from gradviz.ops.composite import dropout, flatten, maxout, softmax
 from gradviz.ops.conv import _pair, avg_pool2d, conv2d, max_pool2d
-from gradviz.nn.module import Module, SummaryRow, check_input
+from gradviz.nn.module import LayerTag, Module, SummaryRow, check_input, tag_nodes
 
 INIT_SCHEMES = ("auto", "glorot", "he")
 
@@ -348,12 +348,48 @@ class Sequential(Module):
         return self.layers[index]
 
     def forward(self, x: Node, train: bool) -> Node:
-        for i, layer in enumerate(self.layers):
-            try:
-                x = layer(x, train=train)
-            except ShapeError as exc:
-                raise ShapeError(f"layer {i} ({layer.describe()}): {exc}") from None
+        groups = self.layer_groups()
+        for members, tag in groups:
+            start = x
+            for i in members:
+                layer = self.layers[i]
+                try:
+                    x = layer(x, train=train)
+                except ShapeError as exc:
+                    raise ShapeError(f"layer {i} ({layer.describe()}): {exc}") from None
+            if x is not start:
+                tag_nodes(x, start, tag)
         return x
+
+    def layer_groups(self) -> list[tuple[list[int], LayerTag]]:
+        """The layers as a picture shows them: each layer with parameters or a name (LeNet-5's
+        C1, S2, ...) starts a group, and the unnamed layers without parameters after it
+        (activations, Flatten, Dropout) join it (those before the first group join that one).
+        Each group comes with its `LayerTag`: the name when the model gives one, else the
+        description of its first layer with parameters."""
+        starts = [i for i, layer in enumerate(self.layers)
+                  if i in self.labels or layer.num_parameters()]
+        if not starts:
+            starts = [0] if self.layers else []
+        elif starts[0] != 0:
+            starts[0] = 0
+        bounds = starts + [len(self.layers)]
+        groups = []
+        for order, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            members = list(range(a, b))
+            named = [i for i in members if i in self.labels]
+            main = next((i for i in members if self.layers[i].num_parameters()),
+                        named[0] if named else members[0])
+            params = sum(self.layers[i].num_parameters() for i in members)
+            if named:
+                title = self.labels[named[0]]
+                detail = " + ".join(self.layers[i].describe() for i in members)
+            else:
+                title = self.layers[main].describe()
+                detail = " + ".join(self.layers[i].describe() for i in members if i != main)
+            key = f"{self._prefix}{main}"
+            groups.append((members, LayerTag(key, order, title, detail, params)))
+        return groups
 
     def summary(self, input_shape=None) -> list[SummaryRow]:
         """One row per layer for inputs of `input_shape` (default: the model's own)."""

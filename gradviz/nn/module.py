@@ -8,6 +8,7 @@ initial values for the parameters, and `random_inputs(rng, batch)` values for th
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,44 @@ class SummaryRow:
     output_shape: tuple[int, ...]
     params: int
     label: str = ""
+
+
+@dataclass(frozen=True)
+class LayerTag:
+    """Which layer of a model built a node, for pictures: `key` identifies the layer group
+    (`0`, or `features.3`), `order` its position along the model, `title` what the model calls
+    it (LeNet-5's `C1`; `Linear(784 -> 256)` for an unnamed layer), `detail` the layers folded
+    into it (`Conv2d(1 -> 6, 5x5, pad 2) + Tanh`), `params` its parameter count."""
+
+    key: str
+    order: int
+    title: str
+    detail: str = ""
+    params: int = 0
+
+
+#: node -> the LayerTag of the layer (group) that built it; filled by `Sequential.forward`,
+#: read by `gradviz.render` to name and fold layers. Weak: graphs no one holds are forgotten.
+_LAYER_OF: "weakref.WeakKeyDictionary[Node, LayerTag]" = weakref.WeakKeyDictionary()
+
+
+def layer_of(node: Node) -> LayerTag | None:
+    """The layer (group) of a model that built `node`, if a `Sequential` did."""
+    return _LAYER_OF.get(node)
+
+
+def tag_nodes(output: Node, stop: Node, tag: LayerTag) -> None:
+    """Tag `output` and every node it depends on, back to `stop` (excluded): the nodes one layer
+    built (its parameters, constants and masks included)."""
+    seen = {stop}
+    todo = [output]
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        _LAYER_OF[node] = tag
+        todo.extend(node.src)
 
 
 class Module:

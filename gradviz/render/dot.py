@@ -12,7 +12,6 @@ topological order, so the DOT text is the same on every run.
 from __future__ import annotations
 
 import html
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,24 +101,18 @@ def _table(rows: list[str]) -> str:
 
 
 class Namer:
-    """Names for nodes in pictures and captions: a node's own name; the output is `f`; other
-    intermediate nodes get letters a, b, c, ... in topological order (skipping names in use and
-    `e`), written small in the node so that captions can refer to them."""
+    """Names for nodes in pictures and captions: `gradviz.core.text.node_names`, the naming every
+    view shares (`explain`, `steps`, `grad --nodes`): variables by name, the output `f`, other
+    operations by letters in topological order; written small in the node so that captions can
+    refer to them. Constants are named by their value."""
 
     def __init__(self, graph: Graph, output_name: str = "f"):
+        from gradviz.core.text import node_names
+
         self.graph = graph
         self.output = graph.outputs[0]
         self.output_name = output_name
-        taken = {n.name for n in graph.nodes if n.name} | {output_name, "e"}
-        fresh = (name for name in _letters() if name not in taken)
-        self.names: dict[Node, str] = {}
-        for node in graph.nodes:
-            if node is self.output:
-                self.names[node] = node.name or output_name
-            elif node.name:
-                self.names[node] = node.name
-            elif not node.is_leaf:
-                self.names[node] = next(fresh)
+        self.names: dict[Node, str] = node_names(graph, output_name)
 
     def __call__(self, node: Node) -> str:
         if node in self.names:
@@ -127,14 +120,6 @@ class Namer:
         if node.op == "const" and node.shape == ():
             return format_number(node.attrs["value"])
         return f"n{self.graph.ids[node]}"
-
-
-def _letters():
-    alphabet = "abcdefghijklmnopqrstuvwxyz"
-    yield from alphabet
-    for k in itertools.count(1):
-        for c in alphabet:
-            yield f"{c}{k}"
 
 
 def node_id(graph: Graph, node: Node) -> str:
@@ -255,18 +240,27 @@ def _edge_label(key, marks: Marks) -> str | None:
 
 def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = False,
           collapse: bool = False,
-          title: str | None = None):
-    """A `graphviz.Digraph` of `graph` annotated with `marks`."""
+          title: str | None = None, rankdir: str = "LR", legend: bool = True):
+    """A `graphviz.Digraph` of `graph` annotated with `marks`, laid out in `rankdir` (LR or TB),
+    with a colour legend under it unless `legend` is false."""
     import graphviz
 
+    from gradviz.render import network
+    from gradviz.render.styles import NETWORK_LEGEND, VALUE_LEGEND, caption_label
+
     dot = graphviz.Digraph("gradviz", graph_attr={
-        "rankdir": "LR", "fontname": "Helvetica", "nodesep": "0.25", "ranksep": "0.45",
+        "rankdir": rankdir, "fontname": "Helvetica", "nodesep": "0.25", "ranksep": "0.45",
         "bgcolor": "white", "labelloc": "b"}, node_attr={"fontname": "Helvetica",
                                                         "fontsize": "12"},
         edge_attr={"fontname": "Helvetica", "fontsize": "10", "color": "#57606a"})
-    caption = "\n".join(x for x in (title, marks.caption) if x)
-    if caption:
-        dot.attr(label=caption, fontsize="12")
+    lines = [line for x in (title, marks.caption) if x for line in x.split("\n")]
+
+    def finish(shown: list[tuple[str, str, str]]):
+        label = caption_label(lines, shown if legend else [])
+        if label:
+            dot.attr(label=label, fontsize="12")
+        return dot
+
     namer = Namer(graph, marks.output_name)
     hidden = hidden_nodes(graph)
     if kernels:
@@ -275,8 +269,16 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = 
         layers = layer_clusters(graph) if clusters else {}
         if clusters:
             layers.update(step_regions(graph, layers))
-    if collapse and layers:
-        return _build_collapsed(dot, graph, marks, layers, hidden)
+    if collapse and not kernels:
+        groups = network.step_groups(graph) or network.chain_groups(graph)
+        if groups:
+            dot.graph_attr.update(nodesep="0.3", ranksep="0.25")
+            kinds = network.build_network(dot, graph, groups)
+            return finish([NETWORK_LEGEND[k] for k in NETWORK_LEGEND
+                           if k in kinds or k == "input"])
+    if collapse and layers:  # kernels: one box per kernel
+        return _build_collapsed(finish([]), graph, marks, layers, hidden)
+    titles = network.cluster_titles(graph, layers) if clusters and not kernels else {}
 
     by_layer: dict[str, list[Node]] = {}
     for node in graph.nodes:
@@ -287,12 +289,13 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = 
         target = dot
         if layer:
             target = graphviz.Digraph(f"cluster_{_natural_id(layer)}")
-            target.attr(label=_cluster_label(layer), style="rounded,dashed", color=MUTED,
-                        fontcolor=MUTED)
+            target.attr(label=titles.get(layer, _cluster_label(layer)), style="rounded,dashed",
+                        color=MUTED, fontcolor=MUTED)
         for node in by_layer[layer]:
             family = style_of(node.op).family
-            if family == "gate" and node.shape != ():
-                family = "function"  # tensor statistics do not fit in a circle
+            rows = _node_rows(node, marks, namer)
+            if family == "gate" and (node.shape != () or _widest(rows) > GATE_TEXT):
+                family = "function"  # long text (tensor statistics) does not fit in a circle
             attrs = dict(FAMILIES[family])
             if node in marks.checks:
                 attrs.update(color=WRONG if marks.checks[node] == "wrong" else KINK,
@@ -301,7 +304,7 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = 
                 attrs.update(color=HIGHLIGHT, penwidth="3")
             if node is namer.output:
                 attrs["peripheries"] = "2"
-            target.node(node_id(graph, node), _table(_node_rows(node, marks, namer)), **attrs)
+            target.node(node_id(graph, node), _table(rows), **attrs)
         if layer:
             dot.subgraph(target)
     for node in graph.nodes:
@@ -315,7 +318,22 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = 
             if marks.highlight is node:
                 attrs.update(color=HIGHLIGHT, penwidth="2")
             dot.edge(node_id(graph, s), node_id(graph, node), **attrs)
-    return dot
+    shown = [kind for kind, present in (
+        ("values", marks.values), ("grads", marks.grads), ("local", marks.local or marks.formulas),
+        ("kink", "kink" in marks.checks.values()), ("wrong", "wrong" in marks.checks.values()))
+        if present]
+    return finish([VALUE_LEGEND[k] for k in shown])
+
+
+#: A gate is a circle while its widest line has at most this many characters, else a rounded
+#: box: a circle's diameter is its text's diagonal, so long lines made giant circles.
+GATE_TEXT = 9
+
+
+def _widest(rows: list[str]) -> int:
+    import re
+
+    return max((len(html.unescape(re.sub(r"<[^>]*>", "", r))) for r in rows), default=0)
 
 
 def _natural_id(key: str) -> str:

@@ -52,3 +52,50 @@ def style_of(op: str) -> Style:
     """The style of primitive `op`; ops registered at run time (custom ops) are drawn as
     functions named by their primitive."""
     return node_style.get(op) or Style(op, "function")
+
+
+# -- the legend -------------------------------------------------------------------------------
+#: What each colour means, for the legend under a picture: (text, colour, swatch family or "").
+VALUE_LEGEND = {
+    "values": ("value", "#1a7f37", ""),
+    "grads": ("gradient", "#cf222e", ""),
+    "local": ("local derivative", "#0969da", ""),
+    "kink": ("kink (no derivative)", "#bf8700", ""),
+    "wrong": ("wrong derivative", "#cf222e", ""),
+}
+NETWORK_LEGEND = {
+    "input": ("input", "#1a7f37", "var"),
+    "forward": ("layer (forward)", "#0969da", "layer"),
+    "loss": ("loss", "#9a6700", "function"),
+    "backward": ("backward", "#bc4c00", "gradient"),
+    "update": ("update", "#8250df", "param"),
+}
+
+
+def caption_label(lines: list[str], entries: list[tuple[str, str, str]],
+                  size: int = 12) -> str | None:
+    """An HTML-like DOT label: the caption `lines`, then one legend row of `entries` (text,
+    colour, swatch family: a filled box of that family's colours before the text, or "" for
+    text in the colour). None when there is nothing to show."""
+    import html
+
+    if not lines and not entries:
+        return None
+    rows = [f'<TR><TD COLSPAN="{max(1, 2 * len(entries))}">{html.escape(line)}</TD></TR>'
+            for line in lines]
+    if entries:
+        cells = []
+        for text, colour, family in entries:
+            if family:
+                attrs = FAMILIES[family]
+                cells.append(f'<TD BGCOLOR="{attrs["fillcolor"]}" COLOR="{attrs["color"]}" '
+                             f'BORDER="1" WIDTH="16" HEIGHT="12"></TD>'
+                             f'<TD ALIGN="LEFT"><FONT COLOR="#24292f">{html.escape(text)}'
+                             "</FONT></TD>")
+            else:
+                cells.append(f'<TD>&#160;</TD><TD ALIGN="LEFT"><FONT COLOR="{colour}"><B>'
+                             f"{html.escape(text)}</B></FONT></TD>")
+        rows.append(f"<TR>{''.join(cells)}</TR>")
+    return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="2">'
+            f'<TR><TD COLSPAN="{max(1, 2 * len(entries))}" HEIGHT="4"></TD></TR>'
+            f"{''.join(rows)}</TABLE>>")
