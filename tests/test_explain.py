@@ -18,20 +18,20 @@ def test_sigmoid_neuron_matches_the_slide():
     assert result.path_count == 1
     (path,) = result.paths
     assert [round(f.value, 2) for f in path.factors] == [-0.53, 1, 0.37, -1, 1, 1, -1]
-    assert [f.formula for f in path.factors] == ["-1/h**2", "1", "exp(d)", "-1", "1", "1", "x0"]
+    assert [f.formula for f in path.factors] == ["-1/j**2", "1", "exp(g)", "-1", "1", "1", "x0"]
     assert [f"{f.of}/{f.by}" for f in path.factors] == [
-        "f/h", "h/g", "g/d", "d/c", "c/b", "b/a", "a/w0"]
+        "f/j", "j/h", "h/g", "g/d", "d/c", "c/a", "a/w0"]
     assert path.product == pytest.approx(-0.19661193324148185, rel=1e-12)
     assert result.derivative == pytest.approx(path.product, rel=1e-12)
     assert [(d.name, d.definition) for d in result.definitions] == [
-        ("a", "w0*x0"), ("b", "a + w1*x1"), ("c", "b + w2"), ("d", "-c"), ("g", "exp(d)"),
-        ("h", "g + 1"), ("f", "1/h")]
+        ("a", "w0*x0"), ("b", "w1*x1"), ("c", "a + b"), ("d", "c + w2"), ("g", "-d"),
+        ("h", "exp(g)"), ("j", "h + 1"), ("f", "1/j")]
 
 
 def test_sigmoid_neuron_text_like_the_slide():
     text = explain(gv.parse(NEURON), "w0", NEURON_AT).text()
-    assert "df/dw0 = df/dh · dh/dg · dg/dd · dd/dc · dc/db · db/da · da/dw0" in text
-    assert "= (-1/h**2)(1)(exp(d))(-1)(1)(1)(x0)" in text
+    assert "df/dw0 = df/dj · dj/dh · dh/dg · dg/dd · dd/dc · dc/da · da/dw0" in text
+    assert "= (-1/j**2)(1)(exp(g))(-1)(1)(1)(x0)" in text
     assert "= (-0.53)(1)(0.37)(-1)(1)(1)(-1)" in text
     assert "= -0.1966" in text
 
@@ -93,11 +93,11 @@ def test_cli_text_json_latex():
     assert "(-0.5344)(1)(0.3679)(-1)(1)(1)(-1)" in more.output
     out = json.loads(run(NEURON, "--wrt", "w0", "--at", at, "--json").output)
     assert out["path_count"] == 1 and out["derivative"] == pytest.approx(-0.19661, abs=1e-5)
-    assert [f["formula"] for f in out["paths"][0]["factors"]][0] == "-1/h**2"
+    assert [f["formula"] for f in out["paths"][0]["factors"]][0] == "-1/j**2"
     assert out["nodes"][0] == {"name": "a", "definition": "w0*x0", "value": -2.0}
     latex = run(NEURON, "--wrt", "w0", "--at", at, "--latex").output
-    assert r"\frac{\partial f}{\partial w_{0}} &= \frac{\partial f}{\partial h}" in latex
-    assert r"\left(- \frac{1}{h^{2}}\right)" in latex
+    assert r"\frac{\partial f}{\partial w_{0}} &= \frac{\partial f}{\partial j}" in latex
+    assert r"\left(- \frac{1}{j^{2}}\right)" in latex
 
 
 def test_kinks_are_flagged():

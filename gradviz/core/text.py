@@ -7,8 +7,9 @@ is abbreviated.
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
-from gradviz.core.ir import Node, toposort
+from gradviz.core.ir import Graph, Node, toposort
 
 MAX_TEXT = 2000
 _INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "pow": ("**", 4)}
@@ -45,6 +46,61 @@ def format_number(value: float, digits: int | None = None, *, decimals: int | No
     if digits is None:
         return repr(value)
     return f"{value:.{digits}g}"
+
+
+#: Letters for intermediate nodes: e, f, i, l, o are left out (e**x, the output f, and 1/l/0).
+LETTERS = "abcdghjkmnpqrstuvwxyz"
+
+
+def node_names(graph: Graph | Node | Iterable[Node], output_name: str = "f") -> dict[Node, str]:
+    """The one naming of a graph's nodes, shared by every view (`explain` and its LaTeX, `draw`,
+    `steps`, `grad --nodes`): `{node: name}` for its variables, parameters and operations.
+
+    Variables and parameters keep their names. The (first) output is `output_name` (`f`), and
+    an intermediate node keeps the name given with `Node.named`, unless a variable already has
+    that name. Every other operation gets a letter, in topological order (operands before
+    their users): a, b, c, d, g, h, ... (e, f, i, l and o left out), skipping names in use,
+    then a1, b1, ... Constants are not named."""
+    if not isinstance(graph, Graph):
+        graph = Graph(graph)
+    nodes = graph.nodes
+    output = graph.outputs[0] if graph.outputs else None
+    names: dict[Node, str] = {}
+    taken: set[str] = set()
+    for n in nodes:
+        if n.op in ("var", "param"):
+            names[n] = n.name
+            taken.add(n.name)
+    if output is not None and not output.is_leaf:
+        own = output.name if output.name and output.name not in taken else None
+        names[output] = own or (output_name if output_name not in taken else None) or ""
+        taken.add(names[output])
+    for n in nodes:  # names given with Node.named: the first of each name keeps it
+        if n.name and not n.is_leaf and n not in names and n.name not in taken:
+            names[n] = n.name
+            taken.add(n.name)
+    fresh = _fresh_names(taken)
+    for n in nodes:
+        if not n.is_leaf and not names.get(n):
+            names[n] = next(fresh)
+    return {n: names[n] for n in nodes if n in names}  # in topological order
+
+
+def _fresh_names(taken: set[str]):
+    k = 0
+    while True:
+        for letter in LETTERS:
+            name = f"{letter}{k}" if k else letter
+            if name not in taken:
+                yield name
+        k += 1
+
+
+def named_definition(node: Node, names: dict[Node, str]) -> str:
+    """`node`'s operation written on its operands' names (`a + w2`, `exp(d)`): the definition
+    of `names[node]`. Operands without a name (constants) are written out."""
+    texts = {s: (names[s], _ATOM) if s in names else _text(s, {}) for s in node.src}
+    return _text(node, texts)[0]
 
 
 def expression_text(output: Node) -> str:

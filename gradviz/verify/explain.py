@@ -1,8 +1,9 @@
 """The chain rule written out, as on the slides: one factor per edge, along every path from the
 output down to one variable, each factor as a formula and a number, and the paths summed.
 
-Intermediate nodes get short names (letters, or the name given with `Node.named`); the output
-is `f`. Each factor d(user)/d(operand) is the node's local derivative (its own VJP rule with an
+Nodes are named as in every other view (`gradviz.core.text.node_names`: letters in topological
+order, or the name given with `Node.named`; the output is `f`), and every intermediate node is
+defined, also those off the paths to the variable, so the names match `draw` and `steps`. Each factor d(user)/d(operand) is the node's local derivative (its own VJP rule with an
 upstream gradient of 1), shown as a formula in the names of the node's operands.
 """
 from __future__ import annotations
@@ -14,12 +15,11 @@ from typing import Mapping
 from gradviz.core.autodiff import backprop, local_derivatives
 from gradviz.errors import EvaluationError, GradvizError
 from gradviz.core.interpret import evaluate
-from gradviz.core.ir import Node, toposort
+from gradviz.core.ir import Graph, Node, toposort
 from gradviz.core.rules import kinks
-from gradviz.core.text import expression_text, format_number
+from gradviz.core.text import expression_text, format_number, node_names
 
 MAX_PATHS = 32  # a DAG can have exponentially many paths: list this many, sum the rest
-_LETTERS = [c for c in "abcdghjkmnpqrstuvwxyz"]  # e, f, i, l, o left out: e**x, the output, 1/l/0
 
 
 @dataclass
@@ -187,7 +187,7 @@ def explain(output: Node, wrt: Node | str, env: Mapping) -> Explanation:
                               f"{values[output]})")
 
     on_path = _reaching(order, wrt)
-    names = _names(order, on_path, output)
+    names = node_names(Graph(output, order))
     counts = _path_counts(order, on_path, wrt)
 
     edges: dict[Node, list[tuple[int, Factor]]] = {}
@@ -219,33 +219,6 @@ def _reaching(order: list[Node], wrt: Node) -> set[Node]:
         if any(s in reach for s in node.src):
             reach.add(node)
     return reach
-
-
-def _names(order: list[Node], on_path: set[Node], output: Node) -> dict[Node, str]:
-    taken = {n.name for n in order if n.op in ("var", "param")}
-    names: dict[Node, str] = {}
-    for n in order:
-        if n.op in ("var", "param"):
-            names[n] = n.name
-    if not output.is_leaf:
-        names[output] = output.name if output.name and output.name not in taken else (
-            "f" if "f" not in taken else _fresh(taken | {"f"}))
-        taken.add(names[output])
-    for n in order:
-        if n in on_path and not n.is_leaf and n is not output:
-            names[n] = n.name if n.name and n.name not in taken else _fresh(taken)
-            taken.add(names[n])
-    return names
-
-
-def _fresh(taken: set[str]) -> str:
-    for letter in _LETTERS:
-        if letter not in taken:
-            return letter
-    k = 1
-    while f"n{k}" in taken:
-        k += 1
-    return f"n{k}"
 
 
 def _path_counts(order: list[Node], on_path: set[Node], wrt: Node) -> dict[Node, int]:

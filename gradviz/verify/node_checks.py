@@ -5,6 +5,8 @@ cut out of the graph: its operands become fresh variables holding their values a
 its VJP rule is compared with finite differences of that one op (and with `sympy.diff` of its
 SymPy rule, for scalar nodes that have one). A tensor node is checked along a fixed random
 cotangent (a dot-product test), so one finite difference per input entry suffices.
+
+Rows name nodes as `explain`, `draw` and `steps` do (`gradviz.core.text.node_names`): `c = a + b`.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from gradviz.core.interpret import evaluate
 from gradviz.core.ir import Graph, Node
 from gradviz.verify.finite_differences import KINK, UNDEFINED, agrees, numeric_grad
 from gradviz.core.rules import vjp_rules, zero_gradient
-from gradviz.core.text import format_number
+from gradviz.core.text import format_number, named_definition, node_names
 
 OK, WRONG, SYMPY_WRONG = "ok", "wrong", "sympy wrong"
 SYMPY_RTOL = 1e-6
@@ -109,7 +111,7 @@ def check_nodes(output: Node, env: Mapping, *, symbolic: bool = True,
     graph = Graph(output)
     values = backprop(output, env).values
     rng = np.random.default_rng(seed)
-    texts = _texts(graph)  # every node's text in one pass: linear, not one walk per node
+    names = node_names(graph)  # the naming explain, draw and steps use
     rows = []
     for node in graph.nodes:
         if node.is_leaf:
@@ -123,7 +125,7 @@ def check_nodes(output: Node, env: Mapping, *, symbolic: bool = True,
             w = const(rng.uniform(0.5, 1.5, size=node.shape), dtype=node.dtype)
             g, loss = w, sum_(mul(alone, w))
         grads = (None,) * len(stand) if node.op in zero_gradient else vjp_rules[node.op](alone, g)
-        label = _label(graph, node, texts)
+        label = _label(node, names)
         for i, (s, v) in enumerate(zip(node.src, stand)):
             if s.op == "const":
                 continue
@@ -133,7 +135,7 @@ def check_nodes(output: Node, env: Mapping, *, symbolic: bool = True,
             else:
                 analytic = evaluate(grads[i], point)[grads[i]]
             sym = _symbolic(alone, v, point) if symbolic and node.shape == () else None
-            rows.append(NodeCheck(node, label, i, _operand_label(graph, s), analytic, fd.value,
+            rows.append(NodeCheck(node, label, i, names[s], analytic, fd.value,
                                   sym, _status(analytic, fd, sym)))
     return NodeReport(rows)
 
@@ -164,23 +166,10 @@ def _symbolic(alone: Node, v: Node, point: dict) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _texts(graph: Graph) -> dict:
-    """{node: (text, precedence)} for every node, each built from its operands' texts (the
-    same text `expression_text` gives; long ones are cut short there, so this stays linear)."""
-    from gradviz.core.text import _text
-
-    texts: dict = {}
-    for node in graph.nodes:
-        texts[node] = _text(node, texts)
-    return texts
-
-
-def _label(graph: Graph, node: Node, texts: dict) -> str:
-    text = texts[node][0]
+def _label(node: Node, names: dict) -> str:
+    """`c = a + b`: the node's name and its operation on its operands' names (the names of
+    `gradviz.core.text.node_names`, shared with explain, draw and steps)."""
+    text = named_definition(node, names)
     if len(text) > 32:
         text = text[:31] + "…"
-    return f"{graph.label(node)} {text}"
-
-
-def _operand_label(graph: Graph, operand: Node) -> str:
-    return operand.name if operand.op in ("var", "param") else graph.label(operand)
+    return f"{names[node]} = {text}"
