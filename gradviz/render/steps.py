@@ -115,11 +115,18 @@ def steps(output: Node, env: Mapping, out_dir: str | os.PathLike, fmt: str = "sv
             raise GradvizError(f"this graph needs {needed} frames, more than the limit of "
                                f"{max_frames} (each frame lays out the whole graph): draw it "
                                "whole with `gradviz draw`, or raise --max-frames")
+    from gradviz.render.stepper import render_frames
+
     graph, frames = backprop_frames(output, env, output_name)
-    rendered = []
     for k, frame in enumerate(frames):
         frame.marks.caption = f"step {k} of {len(frames) - 1}: " + "\n".join(frame.lines)
-        rendered.append(backend.render(build(graph, frame.marks, title=title).source, fmt))
+    if fmt == "svg":  # laid out once: nothing moves between frames
+        rendered = render_frames(graph, frames, title)
+        shown = render_frames(graph, frames, title, captions=False)  # the page has the caption
+    else:
+        rendered = [backend.render(build(graph, f.marks, title=title).source, fmt)
+                    for f in frames]
+        shown = rendered
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GradvizError(f"{out} exists and is not a directory")
@@ -133,7 +140,7 @@ def steps(output: Node, env: Mapping, out_dir: str | os.PathLike, fmt: str = "sv
         match = re.fullmatch(r"step-(\d+)\." + fmt, stale.name)
         if match and int(match.group(1)) >= len(rendered):
             stale.unlink()
-    embedded = [_embed(data, fmt) for data in rendered]
+    embedded = [_embed(data, fmt) for data in shown]
     page = stepper_page(title or "backprop, step by step", embedded,
                         [frame.lines for frame in frames])
     index = out / "index.html"
