@@ -105,6 +105,17 @@ def source_path(source: str) -> Path:
     return path
 
 
+def is_compiled(source: str) -> bool:
+    """Whether Numba's compiled code for `source` is already in the cache (an index file of the
+    module's functions in `__pycache__/`), so that loading it compiles nothing; read-only, for
+    callers that say "compiling ..." only when a compile will happen (gradviz.nn.step)."""
+    pycache = cache_dir() / "kernels" / "__pycache__"
+    try:
+        return any(pycache.glob(f"{module_name(source)}.*.nbi"))
+    except OSError:
+        return False
+
+
 def load(source: str) -> ModuleType:
     """The module for `source`: from `sys.modules` if this process has it, else imported from
     the cache directory."""
