@@ -8,6 +8,7 @@ SymPy, compiler and CUDA-simulator tests all iterate over `SPECS`; kinks are lis
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -55,6 +56,10 @@ class OpSpec:
         return [gv.var(f"a{i}", shape, dtype) for i, shape in enumerate(self.shapes)]
 
 
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -97,6 +102,29 @@ SPECS: list[OpSpec] = [
     OpSpec("step", "step", gv.step, lambda a: (a > 0).astype(float), (S,), domain=away_from_zero()),
     OpSpec("sign", "sign", gv.sign, np.sign, (S,), domain=away_from_zero()),
     OpSpec("softsign", "softsign", gv.softsign, lambda a: a / (1 + np.abs(a)), (S,)),
+    OpSpec("asin", "asin", gv.asin, np.arcsin, (S,), domain=uniform(-0.9, 0.9)),
+    OpSpec("acos", "acos", gv.acos, np.arccos, (S,), domain=uniform(-0.9, 0.9)),
+    OpSpec("atan", "atan", gv.atan, np.arctan, (S,), domain=uniform(-3.0, 3.0)),
+    OpSpec("atan2", "atan2", gv.atan2, np.arctan2, (S, S),  # x > 0: off the branch cut
+           domain=(uniform(-2.0, 2.0), uniform(0.3, 2.0))),
+    OpSpec("atan2_left", "atan2", gv.atan2, np.arctan2, (S, S),  # x < 0, y away from the cut
+           domain=(away_from_zero(0.3, 2.0), uniform(-2.0, -0.3))),
+    OpSpec("erf", "erf", gv.erf, lambda a: 1.0 - _erfc(a), (S,)),
+    OpSpec("gelu", "gelu", gv.gelu, lambda a: a * (1.0 + _erf(a / np.sqrt(2.0))) / 2, (S,),
+           domain=uniform(-4.0, 4.0)),
+    OpSpec("gelu_tensor", "gelu", gv.gelu, lambda a: a * (1.0 + _erf(a / np.sqrt(2.0))) / 2,
+           (M,), scalar=False),
+    # composites of the expression language (no rule tables: the primitive they rest on)
+    OpSpec("tan", "sin", gv.tan, np.tan, (S,), domain=uniform(-1.2, 1.2)),
+    OpSpec("sinh", "exp", gv.sinh, np.sinh, (S,)),
+    OpSpec("cosh", "exp", gv.cosh, np.cosh, (S,)),
+    OpSpec("log10", "log", gv.log10, np.log10, (S,), domain=uniform(0.2, 4.0)),
+    OpSpec("log2", "log", gv.log2, np.log2, (S,), domain=uniform(0.2, 4.0)),
+    OpSpec("silu", "sigmoid", gv.silu, lambda a: a / (1.0 + np.exp(-a)), (S,),
+           domain=uniform(-6.0, 6.0)),
+    OpSpec("clip", "minimum", lambda a: gv.clip(a, -1.0, 1.5), lambda a: np.clip(a, -1.0, 1.5),
+           (S,), domain=lambda rng, shape: rng.choice([-1.7, -0.3, 0.4, 1.2, 2.2], size=shape)
+           + rng.uniform(-0.1, 0.1, size=shape)),  # off the kinks at -1 and 1.5
     # tensors, broadcasting, reductions, shapes, matmul
     OpSpec("add_broadcast", "broadcast_to", lambda a, b: a + b, np.add, (M, V), scalar=False),
     OpSpec("mul_scalar_tensor", "broadcast_to", lambda a, b: a * b, np.multiply, (S, M),

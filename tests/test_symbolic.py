@@ -59,7 +59,12 @@ def test_symbols_are_real_so_abs_differentiates_to_sign():
 def test_constants_become_exact_numbers():
     x = gv.var("x")
     assert to_sympy((x * 0.5 + 0.1) ** 2) == (symbol("x") / 2 + sp.Rational(1, 10)) ** 2
-    assert to_sympy(x * math.pi).args[0] == sp.Float(math.pi, 17)
+    assert to_sympy(x * 0.1234567891).args[0] == sp.Float(0.1234567891, 17)
+    # the float of a known constant is that constant (gelu's rules, log10, the parser's pi)
+    assert to_sympy(x * math.pi) == sp.pi * symbol("x")
+    assert to_sympy(x * math.sqrt(0.5)) == symbol("x") / sp.sqrt(2)
+    assert to_sympy(x / math.log(10.0)) == symbol("x") / sp.log(10)
+    assert to_sympy(x * (math.pi + 1e-15)).args[0] != sp.pi  # only the exact float
 
 
 def test_step_and_sign_have_zero_derivative_away_from_the_kink():
@@ -121,7 +126,8 @@ def test_from_sympy_builds_readable_graphs():
     with pytest.raises(GradvizError, match="takes a SymPy expression"):
         from_sympy("x + 1")
     with pytest.raises(GradvizError, match="no gradviz op for SymPy"):
-        from_sympy(sp.atan(x))
+        from_sympy(sp.acosh(x))
+    assert str(from_sympy(sp.atan2(y, x) + sp.erf(sp.atan(x)))) == "atan2(y, x) + erf(atan(x))"
 
 
 def test_formula_text_parses_back_to_the_same_function():

@@ -2,8 +2,10 @@
 
 `scalar_code[op]`: one elementwise op as an expression template over scalars (`{0}`, `{1}` are
 the operands, `{z}`/`{one}` typed 0 and 1, other names are the node's attrs as typed literals).
-Templates use only `exp log sqrt expm1 log1p sin cos abs` and the helpers `tanh_ sigmoid_
-softplus_`, which each backend defines in its prelude (`helpers`). Literals are typed, `F(...)`:
+Templates use only `exp log sqrt expm1 log1p sin cos abs`, the helpers `tanh_ sigmoid_
+softplus_`, which each backend defines in its prelude (`helpers`), and Python's `asin acos atan
+atan2 erf erfc` (`MATH`, which Numba compiles in both dtypes on CPU and CUDA). Literals are
+typed, `F(...)`:
 a float64 literal would promote float32 math.
 """
 from __future__ import annotations
@@ -70,9 +72,15 @@ def softplus_(x):
 '''
 
 
+# Python's math functions that Numba compiles for float32 (atanf, erff, ...: no float64) and
+# float64, on CPU and CUDA alike, so templates may call them: asin, acos, atan, atan2, erf, gelu.
+MATH = "\nfrom math import acos, asin, atan, atan2, erf, erfc  # noqa: E402\n"
+
+
 def helpers(dtype: str, jit: str) -> str:
-    """The helper functions for `dtype`, decorated with `jit`."""
-    return (HELPERS[dtype] + SOFTPLUS).format(jit=jit)
+    """The helper functions for `dtype`, decorated with `jit` (and the math functions the
+    templates call besides the prelude's: `MATH`)."""
+    return MATH + (HELPERS[dtype] + SOFTPLUS).format(jit=jit)
 
 
 def lit(value: float) -> str:

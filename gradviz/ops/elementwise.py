@@ -303,6 +303,130 @@ primitive("softsign", shape=_same, impl=lambda n, x: x / (1.0 + np.abs(x)),
           style=("softsign", "function"))
 
 
+# asin, acos, atan, atan2, erf, gelu: primitives, since their derivatives are not built from other
+# ops' values (1/sqrt(1 - x**2), 1/(1 + x**2), x/(x**2 + y**2), 2/sqrt(pi)*exp(-x**2)), and
+# gelu's x*Phi(x) is one op in pictures and kernels, computed with erfc so that it stays exact
+# for large negative x (1 + erf(x/sqrt(2)) cancels to 0 there). Scalar code calls Python's
+# math functions, which Numba compiles for both dtypes on CPU and CUDA
+# (gradviz.compiler.templates.MATH). NumPy has no erf: the reference impl maps math.erf.
+_SQRT1_2 = math.sqrt(0.5)
+_2_SQRTPI = 2.0 / math.sqrt(math.pi)
+_1_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_ERF = np.vectorize(math.erf, otypes=[np.float64])
+_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def _asin_vjp(n: Node, g: Node):
+    x = n.src[0]
+    return (div(g, sqrt(sub(1.0, mul(x, x)))),)
+
+
+def _acos_vjp(n: Node, g: Node):
+    x = n.src[0]
+    return (neg(div(g, sqrt(sub(1.0, mul(x, x))))),)
+
+
+def _atan_vjp(n: Node, g: Node):
+    x = n.src[0]
+    return (div(g, add(1.0, mul(x, x))),)
+
+
+def _atan2_vjp(n: Node, g: Node):
+    y, x = n.src  # d atan2(y, x) = (x dy - y dx) / (x**2 + y**2)
+    r = add(mul(x, x), mul(y, y))
+    return _scale(g, div(x, r)), neg(_scale(g, div(y, r)))
+
+
+def _atan2_scalar_vjp(n, g, out, y, x):
+    r = x * x + y * y
+    return g * (x / r), -(g * (y / r))
+
+
+def _erf_vjp(n: Node, g: Node):
+    x = n.src[0]
+    return (_scale(g, mul(_2_SQRTPI, exp(neg(mul(x, x))))),)
+
+
+def _gelu_vjp(n: Node, g: Node):
+    x = n.src[0]  # Phi(x) + x*phi(x)
+    cdf = mul(0.5, add(1.0, erf(mul(x, _SQRT1_2))))
+    pdf = mul(_1_SQRT2PI, exp(mul(-0.5, mul(x, x))))
+    return (_scale(g, add(cdf, mul(x, pdf))),)
+
+
+def _gelu_scalar_vjp(n, g, y, x):
+    cdf = 0.5 * (1.0 + math.erf(x * _SQRT1_2))
+    pdf = _1_SQRT2PI * math.exp(-0.5 * (x * x))
+    return (g * (cdf + x * pdf),)
+
+
+def _real(f):
+    """A float rule that is nan outside the domain, as NumPy's (math.asin(2) raises)."""
+    return lambda n, x: f(x) if -1.0 <= x <= 1.0 else math.nan
+
+
+primitive("asin", shape=_same, impl=lambda n, x: np.arcsin(x), scalar=_real(math.asin),
+          vjp=_asin_vjp, scalar_vjp=lambda n, g, y, x: (g / math.sqrt(1.0 - x * x),),
+          sympy=lambda sp, x: sp.asin(x), code="asin({0})", style=("asin", "function"))
+primitive("acos", shape=_same, impl=lambda n, x: np.arccos(x), scalar=_real(math.acos),
+          vjp=_acos_vjp, scalar_vjp=lambda n, g, y, x: (-(g / math.sqrt(1.0 - x * x)),),
+          sympy=lambda sp, x: sp.acos(x), code="acos({0})", style=("acos", "function"))
+primitive("atan", shape=_same, impl=lambda n, x: np.arctan(x), scalar=lambda n, x: math.atan(x),
+          vjp=_atan_vjp, scalar_vjp=lambda n, g, y, x: (g / (1.0 + x * x),),
+          sympy=lambda sp, x: sp.atan(x), code="atan({0})", style=("atan", "function"))
+primitive("atan2", shape=_same, impl=lambda n, y, x: np.arctan2(y, x),
+          scalar=lambda n, y, x: math.atan2(y, x), vjp=_atan2_vjp, scalar_vjp=_atan2_scalar_vjp,
+          sympy=lambda sp, y, x: sp.atan2(y, x), code="atan2({0}, {1})",
+          style=("atan2", "function"))
+primitive("erf", shape=_same, impl=lambda n, x: _ERF(x).astype(n.dtype, copy=False),
+          scalar=lambda n, x: math.erf(x), vjp=_erf_vjp,
+          scalar_vjp=lambda n, g, y, x: (g * (_2_SQRTPI * math.exp(-(x * x))),),
+          sympy=lambda sp, x: sp.erf(x), code="erf({0})", style=("erf", "function"))
+primitive("gelu", shape=_same,
+          impl=lambda n, x: (0.5 * x * _ERFC(-x * _SQRT1_2)).astype(n.dtype, copy=False),
+          scalar=lambda n, x: 0.5 * x * math.erfc(-x * _SQRT1_2), vjp=_gelu_vjp,
+          scalar_vjp=_gelu_scalar_vjp,
+          sympy=lambda sp, x: x * (1 + sp.erf(x / sp.sqrt(2))) / 2,
+          code=f"F(0.5) * {{0}} * erfc(-{{0}} * F({_SQRT1_2!r}))", style=("gelu", "function"))
+
+
+@builder(parse="asin", summary="inverse sine, on [-1, 1]")
+def asin(x) -> Node:
+    """Inverse sine (arcsin), defined on [-1, 1]; its derivative is 1/sqrt(1 - x**2)."""
+    return _unary("asin", x)
+
+
+@builder(parse="acos", summary="inverse cosine, on [-1, 1]")
+def acos(x) -> Node:
+    """Inverse cosine (arccos), defined on [-1, 1]; its derivative is -1/sqrt(1 - x**2)."""
+    return _unary("acos", x)
+
+
+@builder(parse="atan", summary="inverse tangent")
+def atan(x) -> Node:
+    """Inverse tangent (arctan); its derivative is 1/(1 + x**2)."""
+    return _unary("atan", x)
+
+
+@builder(parse="atan2", arity=2, summary="atan2(y, x): the angle of the point (x, y)")
+def atan2(y, x) -> Node:
+    """The angle of the point (x, y) in (-pi, pi], as NumPy's arctan2(y, x): it jumps by 2*pi
+    across the negative x axis and is undefined at the origin."""
+    return _binary("atan2", y, x)
+
+
+@builder(parse="erf", summary="error function")
+def erf(x) -> Node:
+    """The error function 2/sqrt(pi) * integral of exp(-t**2) from 0 to x."""
+    return _unary("erf", x)
+
+
+@builder(parse="gelu", summary="x*Phi(x) = x*(1 + erf(x/sqrt(2)))/2")
+def gelu(x) -> Node:
+    """GELU (Hendrycks and Gimpel), exact form: x * Phi(x), Phi the standard normal CDF."""
+    return _unary("gelu", x)
+
+
 @builder(parse="softsign", summary="x/(1+|x|)")
 def softsign(x) -> Node:
     """x / (1 + |x|), a smooth squashing to (-1, 1); its derivative is 1 / (1 + |x|)**2."""

@@ -15,6 +15,7 @@ This module imports SymPy; `gradviz` and its op modules never do.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
@@ -60,7 +61,9 @@ def _rule(op: str) -> Callable:
 
 # -- numbers and symbols ----------------------------------------------------------------------
 def number(value: float) -> sp.Expr:
-    """A float as SymPy: an Integer or a small Rational when exactly equal, else a Float."""
+    """A float as SymPy: an Integer or a small Rational when exactly equal, the constant it is
+    the float of (pi, sqrt(2), 1/sqrt(2*pi), log(10), ...: the constants of op rules, composites
+    and the parser's `pi`, so that proofs stay exact), else a Float."""
     value = float(value)
     if not math.isfinite(value):
         return {math.inf: sp.oo, -math.inf: -sp.oo}.get(value, sp.nan)
@@ -69,7 +72,24 @@ def number(value: float) -> sp.Expr:
     r = sp.Rational(value).limit_denominator(10_000)
     if float(r) == value:
         return r
+    known = _known_constants().get(value)
+    if known is not None:
+        return known
     return sp.Float(value, 17)
+
+
+@functools.lru_cache(maxsize=None)
+def _known_constants() -> dict:
+    """{float: exact SymPy constant}, both signs, matched only when the float is exactly the
+    constant's nearest float (as `math.pi`, `math.sqrt(0.5)` and `math.log(10)` are)."""
+    exprs = [sp.pi, sp.E, sp.sqrt(2), 1 / sp.sqrt(2), sp.sqrt(sp.pi), 1 / sp.sqrt(sp.pi),
+             2 / sp.sqrt(sp.pi), sp.sqrt(2 * sp.pi), 1 / sp.sqrt(2 * sp.pi), sp.sqrt(2 / sp.pi),
+             sp.log(2), sp.log(10), 1 / sp.log(2), 1 / sp.log(10), sp.pi / 2, 2 * sp.pi]
+    table = {}
+    for e in exprs:
+        table.setdefault(float(e), e)
+        table.setdefault(-float(e), -e)
+    return table
 
 
 def symbol(name: str) -> sp.Symbol:
@@ -156,7 +176,8 @@ def _upstream(roots: list[Node], known: Mapping[Node, object]) -> list[Node]:
 # -- SymPy -> graph ---------------------------------------------------------------------------
 # SymPy functions that are one gradviz op, by the op's public builder name (`rules.builders`)
 _FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sin: "sin", sp.cos: "cos",
-              sp.tanh: "tanh", sp.sign: "sign"}
+              sp.tanh: "tanh", sp.sign: "sign", sp.asin: "asin", sp.acos: "acos",
+              sp.atan: "atan", sp.erf: "erf"}
 
 
 def from_sympy(expr: sp.Expr, variables: dict[str, Node] | None = None) -> Node:
@@ -260,6 +281,8 @@ def _combine(e: sp.Basic, parts: list, built: dict, variables: dict, ops) -> Nod
         return ops.step(args[0])
     if isinstance(e, (sp.Max, sp.Min)):
         return _fold(ops.maximum if isinstance(e, sp.Max) else ops.minimum, args)
+    if isinstance(e, sp.atan2):
+        return ops.atan2(args[0], args[1])
     for fn, name in _FUNCTIONS.items():
         if isinstance(e, fn):
             return rules.builders[name](args[0])

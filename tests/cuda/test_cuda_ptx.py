@@ -79,9 +79,9 @@ def test_elementwise_templates_and_helpers(ptx_of):
     y = gv.var("y", (5,), "float32")
     unary = [gv.exp, gv.log, gv.sqrt, abs, gv.tanh, gv.sigmoid, gv.relu, gv.step, gv.sign,
              gv.softplus, lambda v: gv.leaky_relu(v, 0.1), lambda v: gv.elu(v, 0.7), lambda v: -v,
-             lambda v: v ** 3.0]
+             lambda v: v ** 3.0, gv.asin, gv.acos, gv.atan, gv.erf, gv.gelu]
     binary = [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / b,
-              lambda a, b: a ** b, gv.maximum, gv.minimum]
+              lambda a, b: a ** b, gv.maximum, gv.minimum, gv.atan2]
     z = gv.var("z", (3,), "float32")
     outputs = [f(x) for f in unary] + [f(x, y) for f in binary] + [gv.sin(z), gv.cos(z)]
     outputs.append(gv.broadcast_to(gv.reshape(z, (3, 1)), (3, 4)) * gv.transpose(
