@@ -5,8 +5,7 @@ the operands, `{z}`/`{one}` typed 0 and 1, other names are the node's attrs as t
 Templates use only `exp log sqrt expm1 log1p sin cos abs`, the helpers `tanh_ sigmoid_
 softplus_`, which each backend defines in its prelude (`helpers`), and Python's `asin acos atan
 atan2 erf erfc` (`MATH`, which Numba compiles in both dtypes on CPU and CUDA). Literals are
-typed, `F(...)`:
-a float64 literal would promote float32 math.
+typed, `F(...)`: a float64 literal would promote float32 math.
 """
 from __future__ import annotations
 
