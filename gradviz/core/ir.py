@@ -86,6 +86,12 @@ class Node:
     def __bool__(self):
         raise TypeError("a gradviz Node has no truth value; evaluate it first")
 
+    def _repr_svg_(self) -> str | None:
+        """In a notebook: the graph's structural diagram (small graphs; see gradviz.notebook)."""
+        from gradviz.notebook import graph_svg
+
+        return graph_svg(self)
+
     # Operators are attached by gradviz.ops (they need the op builders).
 
 
@@ -147,6 +153,12 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {len(self.nodes)} nodes, {len(self.outputs)} output(s)>"
+
+    def _repr_svg_(self) -> str | None:
+        """In a notebook: the structural diagram (small graphs; see gradviz.notebook)."""
+        from gradviz.notebook import graph_svg
+
+        return graph_svg(self)
 
 
 def _describe(node: Node, graph: Graph) -> str:
