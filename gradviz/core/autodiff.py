@@ -168,6 +168,12 @@ class Backprop:
         grads = ", ".join(f"{k}={v!r}" for k, v in self.gradients().items())
         return f"<Backprop value={self.value!r} grads: {grads}>"
 
+    def _repr_svg_(self) -> str | None:
+        """In a notebook: the diagram with values and gradients (see gradviz.notebook)."""
+        from gradviz.notebook import backprop_svg
+
+        return backprop_svg(self)
+
 
 def backprop(output: Node, env: Mapping | None = None, **values) -> Backprop:
     """Forward and backward pass in one call: the value of every node and the gradient of the
