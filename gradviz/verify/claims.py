@@ -82,6 +82,12 @@ class ClaimCheck:
             "sympy": self.sympy_note or "ran",
         }
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the verdict as an HTML table (see gradviz.notebook)."""
+        from gradviz.notebook import claim_html
+
+        return claim_html(self)
+
 
 def check_claim(expression: Node, wrt: Node, claim: Node, *,
                 at: Mapping[str, float] | None = None, points: int = POINTS,

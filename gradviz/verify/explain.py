@@ -168,6 +168,12 @@ class Explanation:
                        f"{format_number(self.derivative, 4)}")
         return "\n".join(out)
 
+    def _repr_latex_(self) -> str:
+        """In a notebook: `.latex()`, each block in `$$ $$` (see gradviz.notebook)."""
+        from gradviz.notebook import explanation_latex
+
+        return explanation_latex(self)
+
 
 def explain(output: Node, wrt: Node | str, env: Mapping) -> Explanation:
     """The chain rule for d output / d wrt at the point `env` ({name or node: value}), path by

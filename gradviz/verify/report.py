@@ -213,6 +213,12 @@ class GradientReport:
 
         return f"{self.table()}\n\n{node_table(self.nodes.to_json())}"
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the table as HTML (see gradviz.notebook)."""
+        from gradviz.notebook import report_html
+
+        return report_html(self)
+
 
 def gradient_report(expression: str | Node, at: Mapping[str, float] | None = None,
                     wrt: Iterable[str | Node] | None = None, *, latex: bool = False,
