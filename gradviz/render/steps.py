@@ -103,7 +103,8 @@ def steps(output: Node, env: Mapping, out_dir: str | os.PathLike, fmt: str = "sv
           output_name: str = "f", title: str | None = None,
           max_frames: int = MAX_FRAMES) -> list[str]:
     """Write `out_dir/step-000.svg`, ... and `out_dir/index.html` (self-contained: the frames
-    inline, arrow keys and buttons to step). Returns the paths written. A graph that needs more
+    inline, arrow keys and buttons to step). Returns the paths written (a list, `StepPaths`,
+    that shows the stepper inline in a notebook). A graph that needs more
     than `max_frames` frames is refused before any is drawn."""
     from gradviz.files import write_atomic
 
@@ -146,7 +147,9 @@ def steps(output: Node, env: Mapping, out_dir: str | os.PathLike, fmt: str = "sv
     index = out / "index.html"
     write_atomic(str(index), page)
     written.append(str(index))
-    return written
+    from gradviz.notebook import StepPaths  # a list that shows the stepper in a notebook
+
+    return StepPaths(written, page)
 
 
 def _embed(data: bytes, fmt: str) -> str:
