@@ -8,7 +8,7 @@
 | an `Explanation` (`explain(...)`) | its LaTeX, factor by factor |
 | a `GradientReport`, a `ClaimCheck` | an HTML table |
 | `steps(...)`'s list of paths (`StepPaths`) | the stepper page inline, in an iframe |
-| a `TrainResult`, its `history` (`History`) | loss and accuracy curves (SVG) |
+| a `TrainResult`, its `history` | loss and accuracy curves (SVG) |
 
 The classes delegate to the functions here, so nothing is imported until something is shown:
 `import gradviz` imports neither IPython nor graphviz nor matplotlib. `repr()` of every object
@@ -198,31 +198,27 @@ def stepper_iframe(page: str) -> str:
 
 
 # -- training ------------------------------------------------------------------------------------
-class History(list):
-    """A training run's `EpochRecord`s, one per epoch: a list, which plots its loss and
-    accuracy curves in a notebook."""
-
-    def svg(self, title: str = "") -> str | None:
-        """The curves as SVG text (None without epochs)."""
-        return curves_svg(self, title)
-
-    def _repr_svg_(self) -> str | None:
-        return self.svg()
-
-
 def curves_svg(history, title: str = "") -> str | None:
-    """Loss and accuracy per epoch (`gradviz train --plot`'s picture) as SVG text."""
+    """Loss and accuracy per epoch (`gradviz train --plot`'s picture) as SVG text, from a
+    training history (a sequence of `EpochRecord`s); None without epochs."""
     if not history:
         return None
-    import tempfile
+    import io
 
-    from gradviz.nn.training import plot_curves
+    from gradviz.nn import training
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "curves.svg")
-        plot_curves(list(history), path, title=title)
-        with open(path, encoding="utf-8") as f:
-            svg = f.read()
+    buffer = io.StringIO()
+    if hasattr(training, "curves_figure"):
+        training.curves_figure(history, title).savefig(buffer, format="svg")
+        svg = buffer.getvalue()
+    else:  # only plot_curves: through a file
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "curves.svg")
+            training.plot_curves(list(history), path, title=title)
+            with open(path, encoding="utf-8") as f:
+                svg = f.read()
     return svg[svg.find("<svg"):]
 
 
