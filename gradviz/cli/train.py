@@ -3,12 +3,13 @@ checkpoints that resume exactly, loss curves and a `--json` summary line."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 import click
 from click.core import ParameterSource
 
-from gradviz.core.text import format_number
 from gradviz.errors import GradvizError
 
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adamax", "adadelta")
@@ -17,7 +18,7 @@ DEVICE_NAMES = ("numpy", "cpu", "cuda", "auto")
 # CLI option -> TrainConfig field, for the options a checkpoint remembers
 CONFIG_OPTIONS = {"model": "model", "data": "data", "target": "target", "hidden": "hidden",
                   "epochs": "epochs", "batch": "batch", "lr": "lr", "optimizer": "optimizer",
-                  "l2": "l2", "lr_decay": "lr_decay", "seed": "seed"}
+                  "l2": "l2", "lr_decay": "lr_decay", "seed": "seed", "patience": "patience"}
 
 
 def parse_hidden(text: str | None) -> tuple[int, ...] | None:
@@ -36,26 +37,118 @@ def parse_hidden(text: str | None) -> tuple[int, ...] | None:
 
 def _num(value: float) -> str:
     """A loss: 4 decimals, or 4 significant digits from 10,000 on."""
-    return format_number(value, 4, decimals=4, fixed_below=1e4, exact_integers=False)
+    from gradviz.nn.training import format_loss
+
+    return format_loss(value)
+
+
+class CompileNotice:
+    """`compiling the training step for the CPU (...)` on stderr while a compile runs: on a
+    terminal one line whose elapsed seconds a small thread updates; otherwise the line at once
+    and `compiled in N s` at the end. A compile the cache could not rule out (`certain` False)
+    is announced only if it lasts over `DELAY` seconds."""
+
+    DELAY = 1.0
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._stop = None
+        self._thread = None
+        self._shown = False
+        self._text = ""
+
+    def start(self, device: str, certain: bool):
+        import threading
+
+        from gradviz.compiler.cache import cache_dir
+
+        where = str(cache_dir()).replace(os.path.expanduser("~"), "~", 1)
+        what = "the CPU" if device == "cpu" else "the GPU"
+        first = "first run of this model; " if certain else ""
+        self._text = f"compiling the training step for {what} ({first}cached in {where})"
+        self._stop = threading.Event()
+        self._started = time.perf_counter()
+        if certain and not self.tty:
+            self._show(self._text)
+            return
+        if self.tty or not certain:
+            self._thread = threading.Thread(target=self._tick, args=(0.0 if certain else
+                                                                     self.DELAY,),
+                                            name="gradviz-compile-notice", daemon=True)
+            self._thread.start()
+
+    def _show(self, line: str, end: str = "\n"):
+        try:
+            self.stream.write(line + end)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+        self._shown = True
+
+    def _tick(self, delay: float):
+        if self._stop.wait(delay):
+            return
+        while True:
+            elapsed = time.perf_counter() - self._started
+            if self.tty:
+                self._show(f"\r\x1b[2K{self._text} {elapsed:.0f} s", end="")
+            elif not self._shown:
+                self._show(self._text)
+            if self._stop.wait(1.0):
+                return
+
+    def end(self, seconds: float):
+        if self._stop is None:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._shown:
+            if self.tty:
+                self._show(f"\r\x1b[2K{self._text}: compiled in {seconds:.1f} s")
+            else:
+                self._show(f"compiled in {seconds:.1f} s")
+        self._stop = None
 
 
 class ConsoleReporter:
-    """A progress bar per epoch on stderr (when it is a terminal) and one line per epoch on
-    stdout; with `as_json`, one JSON object per epoch and no bar."""
+    """A progress bar per epoch on stderr (when it is a terminal: ETA, running loss and
+    samples/s) and epoch lines on stdout (the first, one in `every`, the last); with `as_json`,
+    one JSON object per epoch and no bar."""
 
-    def __init__(self, as_json: bool):
+    def __init__(self, as_json: bool, every: int | None = None):
         self.as_json = as_json
         self.show_bar = not as_json and sys.stderr.isatty()
         self.bar = None
+        self.every = every
+        self._first = None
+        self._pending = None
+        self._status = ""
+        self.notice = CompileNotice()
+
+    def compile_start(self, device, certain):
+        self.notice.start(device, certain)
+
+    def compile_end(self, seconds):
+        self.notice.end(seconds)
 
     def epoch_start(self, epoch, epochs, batches):
         if self.show_bar:
+            self._status = ""
             self.bar = click.progressbar(length=batches, label=f"epoch {epoch}/{epochs}",
-                                         file=sys.stderr, show_eta=False)
+                                         file=sys.stderr, show_eta=True,
+                                         item_show_func=lambda _: self._status or None)
             self.bar.__enter__()
 
     def batch_end(self):
         if self.bar is not None:
+            self.bar.update(1)
+
+    def batch_done(self, loss, samples, seconds):
+        if self.bar is not None:
+            speed = f"  {samples / seconds:,.0f} samples/s" if seconds > 0 else ""
+            self._status = f"loss {_num(loss)}{speed}"
             self.bar.update(1)
 
     def epoch_end(self, record, epochs):
@@ -69,22 +162,32 @@ class ConsoleReporter:
 
             click.echo(json.dumps(asdict(record)))
             return
-        width = len(str(epochs))
-        parts = [f"epoch {record.epoch:>{width}}/{epochs}", f"loss {_num(record.train_loss)}"]
-        if record.train_accuracy is not None:
-            parts.append(f"acc {100 * record.train_accuracy:6.2f}%")
-        if record.val_loss is not None:
-            parts.append(f"val loss {_num(record.val_loss)}")
-        if record.val_accuracy is not None:
-            parts.append(f"val acc {100 * record.val_accuracy:6.2f}%")
-        parts.append(f"lr {record.lr:.3g}")
-        parts.append(f"{record.seconds:.1f} s")
-        click.echo("  ".join(parts))
+        from gradviz.nn.training import epoch_line, epochs_shown
+
+        every = self.every or epochs_shown(epochs)
+        if self._first is None:
+            self._first = record.epoch
+        if record.epoch == self._first or record.epoch % every == 0 or record.epoch == epochs:
+            click.echo(epoch_line(record, epochs))
+            self._pending = None
+        else:
+            self._pending = (record, epochs)
+
+    def note(self, text):
+        if self.as_json:
+            return
+        if self._pending is not None:  # the epoch the run stopped at
+            from gradviz.nn.training import epoch_line
+
+            click.echo(epoch_line(*self._pending))
+            self._pending = None
+        click.echo(text)
 
     def close(self):
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+        self.notice.end(0.0)
 
 
 def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: str | None):
@@ -96,36 +199,61 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
     if "hidden" in given:
         given["hidden"] = parse_hidden(given["hidden"])
     defaults = {field: options[opt] for opt, field in CONFIG_OPTIONS.items()
-                if opt not in ("model", "data", "hidden")}
+                if opt not in ("model", "data", "hidden")}  # None: the model's and data's
     return config_for_run(given, defaults, resume=resume, checkpoint=checkpoint)
 
 
+def _models_help() -> str:
+    from gradviz.nn.models import MODELS
+
+    return "Model: " + ", ".join(MODELS) + ", a .json/.yaml model file or an .onnx file."
+
+
+def _data_help() -> str:
+    from gradviz.data import DATASETS
+
+    return "Data set: " + ", ".join(DATASETS) + "."
+
+
 @click.command()
-@click.option("--model", "-m", metavar="NAME",
-              help="Model: perceptron, logreg, mlp, cnn, lenet, or a .json model file.")
-@click.option("--data", "-d", metavar="SPEC",
-              help="Data set: and, or, xor, spiral, moons, circles, digits, mnist:DIR, FILE.csv.")
+@click.option("--model", "-m", metavar="NAME", help=_models_help())
+@click.option("--data", "-d", metavar="SPEC", help=_data_help())
 @click.option("--target", metavar="COLUMN", help="The column to predict (CSV data).")
 @click.option("--hidden", metavar="W1,W2", help="Hidden layer widths, e.g. 256,128.")
-@click.option("--epochs", type=int, default=20, show_default=True,
-              help="Epochs in total (a resumed run counts the ones done).")
-@click.option("--batch", type=int, default=32, show_default=True, help="Batch size.")
-@click.option("--lr", type=float, help="Learning rate (default: the optimizer's).")
+@click.option("--epochs", type=int, default=None,
+              help="Epochs in total (a resumed run counts the ones done). Default: per data "
+                   "set and model (docs/training.md), e.g. 100 for xor, 30 for digits.")
+@click.option("--batch", type=int, default=None,
+              help="Batch size. Default: per data set (4 for the gates, 32, 64 for digits cnn).")
+@click.option("--lr", type=float,
+              help="Learning rate (default: the data set's with its optimizer, else the "
+                   "optimizer's).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZER_NAMES, case_sensitive=False),
-              default="adam", show_default=True, help="Update rule.")
+              default=None, help="Update rule (default: per data set; adam for most).")
 @click.option("--l2", type=float, default=0.0, show_default=True,
               help="L2 regularization strength on the weights (adds l2/2 * sum w**2).")
 @click.option("--lr-decay", metavar="SCHEDULE",
               help="Learning-rate schedule: step:EVERY:FACTOR or exp:FACTOR (per epoch).")
+@click.option("--patience", "--early-stopping", "patience", type=int, default=None,
+              metavar="N",
+              help="Stop after N epochs without a lower validation loss, keep the best epoch's "
+                   "parameters (and its checkpoint in DIR/best with --checkpoint).")
 @click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True,
               help="numpy (reference interpreter), cpu / cuda (compiled with Numba), or auto "
-                   "(cuda when there is a GPU, else cpu).")
+                   "(what finishes first: numpy for small runs, else the compiled step, cuda "
+                   "when there is a GPU; the first line says which and why).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initialization, shuffling and dropout.")
 @click.option("--checkpoint", metavar="DIR", help="Save a checkpoint into DIR after every epoch.")
 @click.option("--resume", is_flag=True,
               help="Continue the checkpoint in --checkpoint DIR (settings not given, the device "
                    "included, are taken from it).")
+@click.option("--every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Print one epoch line in N, and the first and last (default: every epoch "
+                   "up to 30, then about 20 lines).")
+@click.option("--warm-up", "warm_up", is_flag=True,
+              help="Compile (or load) the training step for the device and stop, training "
+                   "nothing: prepares a machine (like gradviz compile --model M --data D).")
 @click.option("--json", "as_json", is_flag=True,
               help="JSON lines: one per epoch, then the summary.")
 @click.option("--plot", metavar="FILE", help="Write loss/accuracy curves (.png, .svg, .pdf).")
@@ -135,15 +263,19 @@ def _config_from(ctx: click.Context, options: dict, resume: bool, checkpoint: st
               help="Draw the decision regions after every epoch into DIR, with DIR/index.html "
                    "to step through them (2-D data sets).")
 @click.pass_context
-def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr_decay, device,
-          seed, checkpoint, resume, as_json, plot, plot_regions, frames):
-    """Train a model on a data set and report train, validation and test metrics.
+def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr_decay, patience,
+          device, seed, checkpoint, resume, every, warm_up, as_json, plot, plot_regions, frames):
+    """Train a model on a data set and report train, validation and test metrics. With no
+    flags, each built-in data set gets settings that learn it (docs/training.md has the table
+    and the accuracies reached).
 
     \b
+    gradviz train -m perceptron -d or
+    gradviz train -m mlp -d xor
     gradviz train --model mlp --data digits --hidden 64 --epochs 10
-    gradviz train -m mlp -d xor --hidden 4 --optimizer sgd --lr 0.5 --epochs 300
-    gradviz train -m mlp -d digits --checkpoint run1
-    gradviz train --checkpoint run1 --resume --epochs 30
+    gradviz train -m mlp -d xor --hidden 8 --optimizer sgd --lr 0.5 --epochs 300
+    gradviz train -m cnn -d digits --patience 5 --checkpoint run1
+    gradviz train --checkpoint run1 --resume --epochs 60
     gradviz train -m mlp -d moons --hidden 16 --plot-regions moons.png --frames moons-frames
     """
     from gradviz.nn.training import Trainer
@@ -151,16 +283,18 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     _check_outputs(plot, plot_regions, frames, checkpoint)
     options = dict(model=model, data=data, target=target, hidden=hidden, epochs=epochs,
                    batch=batch, lr=lr, optimizer=optimizer and optimizer.lower(), l2=l2,
-                   lr_decay=lr_decay, seed=seed)
+                   lr_decay=lr_decay, seed=seed, patience=patience)
     config, saved_device = _config_from(ctx, options, resume, checkpoint)
     if saved_device in DEVICE_NAMES and \
             ctx.get_parameter_source("device") == ParameterSource.DEFAULT:
         device = saved_device  # the same device computes the same bits
     _check_pictures(plot, plot_regions)
-    reporter = ConsoleReporter(as_json)
+    reporter = ConsoleReporter(as_json, every)
     try:
-        trainer = Trainer(config, device=device, checkpoint=checkpoint, resume=resume,
-                          reporter=reporter)
+        trainer = Trainer(config, device=device, checkpoint=None if warm_up else checkpoint,
+                          resume=resume and not warm_up, reporter=reporter)
+        if warm_up:
+            return _warm_up(trainer, config, as_json)
         regions, writer = _regions(trainer, config, plot_regions, frames)
         if not as_json:
             click.echo(_start_line(trainer, config))
@@ -178,6 +312,23 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
         click.echo(f"decision regions drawn in {plot_regions}")
     if writer is not None:
         click.echo(f"{len(writer.frames)} frame(s) and index.html written to {frames}")
+
+
+def _warm_up(trainer, config, as_json: bool) -> None:
+    """--warm-up: compile (or load) the step, say what happened."""
+    done = trainer.warm_up()
+    if as_json:
+        click.echo(json.dumps({"model": config.model, "data": config.data, **done}))
+        return
+    if done["device"] == "numpy":
+        click.echo(f"{config.model} on {config.data}: device numpy ({trainer.device_reason or 'given'}"
+                   "): nothing to compile")
+    elif done["compiled"]:
+        click.echo(f"{config.model} on {config.data}: training step compiled for "
+                   f"{done['device']} in {done['seconds']:.1f} s")
+    else:
+        click.echo(f"{config.model} on {config.data}: training step for {done['device']} "
+                   f"already compiled (loaded in {done['seconds']:.1f} s)")
 
 
 def _check_outputs(plot, plot_regions, frames, checkpoint) -> None:
@@ -202,10 +353,11 @@ def _check_pictures(plot: str | None, plot_regions: str | None) -> None:
 
 
 def _start_line(trainer, config) -> str:
+    why = f" ({trainer.device_reason})" if trainer.device_reason else ""
     return (f"{trainer.dataset.summary()}; model {config.model}, "
             f"{sum(p.size for p in trainer.model.parameters()):,} parameters, "
-            f"{trainer.optimizer.name} lr {trainer.schedule.base:g}, "
-            f"device {trainer.device}")
+            f"{trainer.optimizer.name} lr {trainer.schedule.base:g}, batch {config.batch}, "
+            f"{config.epochs} epochs, device {trainer.device}{why}")
 
 
 def _draw(result, config, regions, plot: str | None, plot_regions: str | None) -> None:

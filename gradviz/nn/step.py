@@ -238,6 +238,93 @@ def resolve_device(device: str) -> str:
     return "numpy"
 
 
+@dataclass(frozen=True)
+class RunSize:
+    """What `--device auto` weighs: the training steps of a run, the examples they see in all,
+    the multiply-adds of one example's forward pass (weights times the positions they are used
+    at), and whether the compiled step is already in the kernel cache (None: cannot tell)."""
+
+    steps: int
+    samples: int
+    macs_per_sample: int
+    cached: bool | None = None
+
+    @property
+    def work(self) -> float:
+        """Multiply-adds of the whole run's forward passes."""
+        return float(self.samples) * float(self.macs_per_sample)
+
+
+# Rough costs behind `--device auto`, measured on the 2-core development machine (busy): the
+# interpreter spends ~1 ms of Python per step and does ~7e8 forward multiply-adds a second
+# (digits MLP, batch 32: 14,300 samples/s); the compiled step ~0.1 ms and ~5e9; loading a cached
+# step takes ~1.5 s, compiling one 10-20 s (see docs/training.md, "Which device").
+NUMPY_STEP_S, NUMPY_MACS_PER_S = 1e-3, 7e8
+COMPILED_STEP_S, COMPILED_MACS_PER_S = 1e-4, 5e9
+LOAD_S, COMPILE_S = 1.5, 15.0
+
+
+def estimate_seconds(size: RunSize, device: str) -> float:
+    """A rough guess of the seconds a run takes on `device` (numpy, or a compiled one),
+    compiling or loading the step included."""
+    if device == "numpy":
+        return size.steps * NUMPY_STEP_S + size.work / NUMPY_MACS_PER_S
+    setup = LOAD_S if size.cached else COMPILE_S
+    return setup + size.steps * COMPILED_STEP_S + size.work / COMPILED_MACS_PER_S
+
+
+def choose_device(device: str, size: RunSize | None = None) -> tuple[str, str]:
+    """(device, why) for a `--device` value. A concrete device is taken as given. `auto` picks
+    what should finish first: the interpreter when the run is so small that compiling cannot pay
+    off, else the compiled step (cuda when there is a GPU, else cpu), which `size` (None:
+    unknown) may say is cached already."""
+    capable = resolve_device(device)
+    if device != "auto":
+        return capable, ""
+    if capable == "numpy":
+        return "numpy", "auto: no compiler here"
+    if size is None:
+        return capable, "auto"
+    numpy_s = estimate_seconds(size, "numpy")
+    compiled_s = estimate_seconds(size, capable)
+    if numpy_s <= compiled_s:
+        if size.cached:
+            return "numpy", (f"auto: a short run, {_seconds(numpy_s)} on the interpreter; "
+                             "quicker than loading the compiled step")
+        return "numpy", (f"auto: a short run, {_seconds(numpy_s)} on the interpreter; "
+                         "compiling would not pay off")
+    if size.cached:
+        return capable, "auto: the compiled step is in the cache"
+    return capable, (f"auto: a long run, {_seconds(numpy_s)} on the interpreter; "
+                     "compiling pays off")
+
+
+def _seconds(value: float) -> str:
+    if value < 1:
+        return "under a second"
+    if value < 120:
+        return f"about {value:.0f} s"
+    return f"about {value / 60:.0f} min"
+
+
+def step_is_cached(step: "TrainStep", device: str) -> bool | None:
+    """Whether the compiled code of `step` for `device` is in the kernel cache already (the CPU
+    backend's content-addressed modules); None when that cannot be told (CUDA, no compiler)."""
+    if device != "cpu":
+        return None
+    try:
+        from gradviz.compiler import cache, source
+    except ImportError:
+        return None
+    is_compiled = getattr(cache, "is_compiled", None)
+    if is_compiled is None:
+        return None
+    try:
+        return bool(is_compiled(source(step)))
+    except Exception:  # noqa: BLE001 - a graph the compiler refuses: make_runner says why
+        return None
+
+
 def _may_have_gpu() -> bool:
     """False when a GPU is surely absent (Linux without NVIDIA device files, no simulator), so
     that `auto` need not import Numba to find out."""

@@ -34,9 +34,9 @@ import numpy as np
 from gradviz.nn import checkpoints as ckpt
 from gradviz.errors import GradvizError
 from gradviz.nn.optim import LRSchedule, get_optimizer
-from gradviz.nn.step import (CLASSIFICATION, EvalStep, TrainStep, build_eval_step,
-                             build_train_step, encode_targets, first_nonfinite, make_runner,
-                             resolve_device)
+from gradviz.nn.step import (CLASSIFICATION, EvalStep, RunSize, TrainStep, build_eval_step,
+                             build_train_step, choose_device, encode_targets, first_nonfinite,
+                             make_runner, resolve_device, step_is_cached)
 
 EVAL_BATCH = 500
 #: The most epochs one run may ask for (each leaves a history record in every checkpoint).
@@ -71,6 +71,47 @@ def _is_number(value) -> bool:
                                                               np.floating))
 
 
+# -- defaults that learn -------------------------------------------------------------------------
+#: (data sets, models, settings): the defaults of a run, first matching row wins ("*": any
+#: built-in model; files and custom models get the last row).
+#: Chosen so that each built-in data set is learned with no flags (docs/training.md has the
+#: accuracies reached with seeds 0, 1 and 2): the 4-point gates take full batches and enough
+#: updates (one per epoch) for plain SGD; the 2-D sets about 500 Adam steps at a rate of 0.01;
+#: digits about 1,200 steps at Adam's usual 0.001 (the CNN 800 of batch 64); a larger set
+#: (MNIST) a few epochs of its ~900 steps each. Anything else keeps the general defaults.
+DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...], dict], ...] = (
+    (("and", "or", "xor"), ("mlp",), dict(optimizer="adam", lr=0.01, batch=4, epochs=100)),
+    (("and", "or", "xor"), ("*",), dict(optimizer="sgd", lr=0.5, batch=4, epochs=100)),
+    (("moons", "circles", "spiral"), ("*",), dict(optimizer="adam", lr=0.01, batch=32,
+                                                  epochs=100)),
+    (("digits",), ("cnn",), dict(optimizer="adam", lr=0.001, batch=64, epochs=40)),
+    (("digits",), ("*",), dict(optimizer="adam", lr=0.001, batch=32, epochs=30)),
+    (("heights",), ("*",), dict(optimizer="sgd", lr=0.05, batch=32, epochs=40)),
+    (("mnist", "fashion-mnist"), ("*",), dict(optimizer="adam", lr=0.001, batch=64, epochs=10)),
+    (("*",), ("*",), dict(optimizer="adam", lr=None, batch=32, epochs=20)),
+)
+
+
+def data_kind(data: str) -> str:
+    """The built-in data set a spec names (`spiral:classes=5` -> spiral, `mnist:DIR` -> mnist),
+    or "" for a file."""
+    key = str(data).partition(":")[0].strip().lower()
+    return key if key in _BUILTIN_DATA else ""
+
+
+def default_settings(model: str, data: str) -> dict:
+    """The default optimizer, lr (None: the optimizer's own), batch and epochs for training
+    `model` on `data`: the first row of `DEFAULTS` that matches. The rows for a data set
+    were tuned with the built-in models; a model file or a custom model gets the last row."""
+    from gradviz.nn.models import MODELS
+
+    kind = data_kind(data) if model in MODELS else ""
+    for datasets, models, settings in DEFAULTS:
+        if ("*" in datasets or kind in datasets) and ("*" in models or model in models):
+            return dict(settings)
+    raise AssertionError("DEFAULTS ends with a row for everything")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides what a training run computes (the device does not: every device
@@ -80,19 +121,23 @@ class TrainConfig:
     data: str
     target: str | None = None
     hidden: tuple[int, ...] | None = None
-    epochs: int = 20
-    batch: int = 32
+    epochs: int | None = None
+    batch: int | None = None
     lr: float | None = None
-    optimizer: str = "adam"
+    optimizer: str | None = None
     l2: float = 0.0
     lr_decay: str | None = None
     seed: int = 0
+    patience: int | None = None
 
     def __post_init__(self):
         for name in ("model", "data"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise GradvizError(f"--{name} must be a non-empty name, got {value!r}")
+        self._fill_defaults()
+        if self.patience is not None and (not _is_int(self.patience) or self.patience < 1):
+            raise GradvizError(f"--patience must be a positive integer, got {self.patience!r}")
         for name in ("target", "lr_decay"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -121,6 +166,19 @@ class TrainConfig:
         get_optimizer(self.optimizer)
         LRSchedule.parse(self.lr or 1.0, self.lr_decay)
 
+    def _fill_defaults(self) -> None:
+        """Settings left at None take the defaults of the model and data set (`DEFAULTS`); the
+        table's learning rate goes with the table's optimizer only."""
+        table = default_settings(self.model, self.data)
+        optimizer = self.optimizer
+        if optimizer is None:
+            object.__setattr__(self, "optimizer", table["optimizer"])
+        if self.lr is None and str(self.optimizer).lower() == table["optimizer"]:
+            object.__setattr__(self, "lr", table["lr"])
+        for name in ("epochs", "batch"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, table[name])
+
     def to_dict(self) -> dict:
         """A JSON-able dict (the `config` of a checkpoint)."""
         d = dataclasses.asdict(self)
@@ -146,7 +204,7 @@ class TrainConfig:
         out = []
         for f in dataclasses.fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name != "epochs" and a != b:
+            if f.name not in ("epochs", "patience") and a != b:
                 out.append(f"--{f.name.replace('_', '-')} {_show(a)} vs {_show(b)}")
         return out
 
@@ -170,6 +228,76 @@ class EpochRecord:
     seconds: float
 
 
+_HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                   "seconds")
+
+
+@dataclass
+class History:
+    """Per-epoch metrics as lists, one entry per epoch (resumed ones included), ready to plot:
+    `plt.plot(h.epoch, h.val_loss)`. It is also a sequence of `EpochRecord`s (`h[-1].train_loss`,
+    `for record in h`), prints as a table, and `h.plot()` draws loss and accuracy curves.
+    `best_epoch` is the epoch with the lowest validation loss (training loss without a
+    validation split); `stopped_early` says whether `--patience` ended the run."""
+
+    epoch: list[int] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float | None] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    val_accuracy: list[float | None] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    @classmethod
+    def of(cls, records) -> "History":
+        history = cls()
+        for record in records:
+            history.append(record)
+        return history
+
+    def append(self, record: EpochRecord) -> None:
+        for name in _HISTORY_FIELDS:
+            getattr(self, name).append(getattr(record, name))
+
+    def records(self) -> list[EpochRecord]:
+        return [self[i] for i in range(len(self))]
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        return EpochRecord(**{name: getattr(self, name)[index] for name in _HISTORY_FIELDS})
+
+    def __iter__(self):
+        return iter(self.records())
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def monitored(self) -> list[float]:
+        """The loss early stopping watches: validation loss, or training loss without it."""
+        return [v if v is not None else t for v, t in zip(self.val_loss, self.train_loss)]
+
+    def table(self) -> str:
+        """One line per epoch, as `gradviz train` prints them."""
+        epochs = self.epoch[-1] if self.epoch else 0
+        return "\n".join(epoch_line(r, epochs) for r in self)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def plot(self, path: str | os.PathLike | None = None, title: str = ""):
+        """Loss and accuracy curves: written to `path` (.png, .svg, .pdf) when given, else
+        returned as a matplotlib Figure (which a notebook shows)."""
+        if path is not None:
+            return plot_curves(self, path, title)
+        return curves_figure(self, title)
+
+
 @dataclass
 class TrainResult:
     """What a run produced: the history of every epoch trained so far (resumed ones included),
@@ -177,7 +305,7 @@ class TrainResult:
 
     config: TrainConfig
     device: str
-    history: list[EpochRecord]
+    history: History
     test_loss: float | None
     test_accuracy: float | None
     seconds: float
@@ -186,9 +314,20 @@ class TrainResult:
     resumed_from_epoch: int | None
     params: dict[str, np.ndarray] = field(repr=False)
     build_seconds: float = 0.0  # building (and compiling) step graphs, included in `seconds`
+    device_reason: str = ""     # why --device auto chose `device` ("" when it was given)
+    compile_seconds: float = 0.0  # compiling (not loading) the step, included in build_seconds
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.history.best_epoch
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.history.stopped_early
 
     def summary(self) -> dict:
-        """The `gradviz train --json` line."""
+        """The `gradviz train --json` line (with --patience, `best_epoch` and `stopped_early`
+        are added at its end)."""
         last = self.history[-1] if self.history else None
         return {
             "model": self.config.model, "data": self.config.data, "device": self.device,
@@ -200,11 +339,20 @@ class TrainResult:
             "samples_per_sec": None if self.samples_per_sec is None
             else round(self.samples_per_sec, 1),
             "resumed_from_epoch": self.resumed_from_epoch,
+            **({} if self.config.patience is None else {
+                "best_epoch": self.history.best_epoch,
+                "stopped_early": self.history.stopped_early}),
         }
 
 
 class Reporter(Protocol):
-    """Progress callbacks (the CLI draws a progress bar and prints epoch lines with them)."""
+    """Progress callbacks (the CLI draws a progress bar and prints epoch lines with them).
+
+    Optional methods, called when a reporter has them: `batch_done(loss, samples, seconds)`
+    instead of `batch_end()` (the running mean loss of the epoch, samples and seconds so far),
+    `compile_start(device, certain)` / `compile_end(seconds)` around a compile of the step
+    (`certain`: the cache says a compile will happen; False: it may be a load), and
+    `note(text)` for a line such as the early stop."""
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
     def batch_end(self) -> None: ...
@@ -222,6 +370,70 @@ class Silent:
 
     def epoch_end(self, record, epochs):
         pass
+
+
+def format_loss(value: float) -> str:
+    """A loss: 4 decimals, or 4 significant digits from 10,000 on."""
+    from gradviz.core.text import format_number
+
+    return format_number(value, 4, decimals=4, fixed_below=1e4, exact_integers=False)
+
+
+def epoch_line(record: EpochRecord, epochs: int) -> str:
+    """`epoch  3/20  loss 0.1234  acc  96.10%  val loss ...  lr 0.001  0.1 s`."""
+    width = len(str(epochs))
+    parts = [f"epoch {record.epoch:>{width}}/{epochs}", f"loss {format_loss(record.train_loss)}"]
+    if record.train_accuracy is not None:
+        parts.append(f"acc {100 * record.train_accuracy:6.2f}%")
+    if record.val_loss is not None:
+        parts.append(f"val loss {format_loss(record.val_loss)}")
+    if record.val_accuracy is not None:
+        parts.append(f"val acc {100 * record.val_accuracy:6.2f}%")
+    parts.append(f"lr {record.lr:.3g}")
+    parts.append(f"{record.seconds:.1f} s")
+    return "  ".join(parts)
+
+
+def epochs_shown(epochs: int) -> int:
+    """Print one epoch line in this many (and the first and last): every epoch up to 30, then
+    a round step giving at most about 20 lines (100 epochs: every 10th)."""
+    if epochs <= 30:
+        return 1
+    for step in (2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000):
+        if epochs / step <= 20:
+            return step
+    return 10000
+
+
+class PrintReporter(Silent):
+    """Epoch lines on stdout (`Trainer(verbose=True)`): the first, one in `every` (default:
+    `epochs_shown`), the last, and notes such as the early stop."""
+
+    def __init__(self, every: int | None = None, stream=None):
+        self.every, self.stream = every, stream
+        self._first = None
+        self._pending: tuple[EpochRecord, int] | None = None
+
+    def _print(self, text: str) -> None:
+        import sys
+
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+    def epoch_end(self, record, epochs):
+        every = self.every or epochs_shown(epochs)
+        if self._first is None:
+            self._first = record.epoch
+        if record.epoch == self._first or record.epoch % every == 0 or record.epoch == epochs:
+            self._print(epoch_line(record, epochs))
+            self._pending = None
+        else:
+            self._pending = (record, epochs)
+
+    def note(self, text):
+        if self._pending is not None:  # the epoch the run stopped at, even between shown ones
+            self._print(epoch_line(*self._pending))
+            self._pending = None
+        self._print(text)
 
 
 class NonFiniteLoss(GradvizError):
@@ -378,6 +590,22 @@ def check_model_size(model, name: str) -> int:
     return count
 
 
+def forward_macs(model, input_shape) -> int:
+    """Multiply-adds of one example's forward pass, roughly: each layer's parameters times the
+    positions they are applied at (a convolution's output pixels), from the layer table; the
+    parameter count where the model gives no table."""
+    try:
+        rows = model.summary(tuple(input_shape))
+        total = 0
+        for row in rows:
+            shape = tuple(row.output_shape)
+            positions = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+            total += int(row.params) * max(positions, 1)
+        return max(total, 1)
+    except Exception:  # noqa: BLE001 - a custom module without a table: its parameter count
+        return max(sum(int(p.size) for p in model.parameters()), 1)
+
+
 def _dtype(model) -> str:
     params = list(model.parameters())
     return params[0].dtype if params else "float32"
@@ -428,16 +656,17 @@ class Trainer:
     with its `EpochRecord` and the parameters by name (use them at once: a compiled step may
     update those arrays in place)."""
 
-    def __init__(self, config: TrainConfig, *, device: str = "numpy",
+    def __init__(self, config: TrainConfig, *, device: str = "auto",
                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
-                 reporter: Reporter | None = None, model=None, dataset=None, on_epoch=None):
+                 reporter: Reporter | None = None, model=None, dataset=None, on_epoch=None,
+                 verbose: bool = False):
         if resume and checkpoint is None:
             raise GradvizError("--resume needs --checkpoint DIR")
         self.config = config
-        self.device = resolve_device(device)
+        resolve_device(device)  # an unknown name is refused before any data is read
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         self.resume = resume
-        self.reporter = reporter or Silent()
+        self.reporter = reporter or (PrintReporter() if verbose else Silent())
         self._found = self._load_checkpoint() if resume else None
         if not resume and self.checkpoint is not None and ckpt.exists(self.checkpoint):
             raise GradvizError(f"{self.checkpoint} already holds a checkpoint; pass --resume to "
@@ -454,19 +683,78 @@ class Trainer:
         self.schedule = LRSchedule.parse(config.lr or self.optimizer.default_lr, config.lr_decay)
         self.task = self.dataset.task
         self.dtype = _dtype(self.model)
+        self._graphs: dict[int, TrainStep] = {}
         self._steps: dict[int, tuple[TrainStep, Any]] = {}
         self.build_seconds = 0.0  # building and compiling step graphs, not counted as training
+        self.compile_seconds = 0.0  # compiling (not loading from the cache) the step
+        self.device, self.device_reason = choose_device(
+            device, self.run_size() if device == "auto" else None)
 
     # -- pieces --
+    def _step_graph(self, batch: int) -> TrainStep:
+        if batch not in self._graphs:
+            self._graphs[batch] = build_train_step(
+                self.model, batch, self.dataset.input_shape, optimizer=self.optimizer,
+                task=self.task, l2=self.config.l2, dtype=self.dtype)
+        return self._graphs[batch]
+
     def _train_step(self, batch: int):
         if batch not in self._steps:
             started = time.perf_counter()
-            step = build_train_step(self.model, batch, self.dataset.input_shape,
-                                    optimizer=self.optimizer, task=self.task, l2=self.config.l2,
-                                    dtype=self.dtype)
-            self._steps[batch] = (step, make_runner(step, self.device))
+            step = self._step_graph(batch)
+            self._steps[batch] = (step, self._compiled(step))
             self.build_seconds += time.perf_counter() - started
         return self._steps[batch]
+
+    def _compiled(self, step: TrainStep):
+        """The runner of `step` on the device; a compile that the cache does not spare is
+        announced to the reporter (`compile_start`/`compile_end`) while it runs."""
+        if self.device == "numpy":
+            return make_runner(step, self.device)
+        cached = step_is_cached(step, self.device)
+        start, end = (getattr(self.reporter, "compile_start", None),
+                      getattr(self.reporter, "compile_end", None))
+        if cached or start is None:
+            return make_runner(step, self.device)
+        started = time.perf_counter()
+        start(self.device, cached is False)
+        try:
+            runner = make_runner(step, self.device)
+        finally:
+            seconds = time.perf_counter() - started
+            if end is not None:
+                end(seconds)
+        self.compile_seconds += seconds
+        return runner
+
+    def run_size(self) -> RunSize:
+        """What `--device auto` weighs for this run (see `gradviz.nn.step.choose_device`)."""
+        n = len(self.dataset.X_train)
+        batch = min(self.config.batch, max(n, 1))
+        epochs = self.config.epochs
+        if self.resume and self._found is not None:
+            epochs = max(epochs - int(self._found.epoch), 0)
+        cached = None
+        try:
+            cached = step_is_cached(self._step_graph(batch), "cpu")
+        except GradvizError:
+            cached = None
+        return RunSize(steps=-(-n // batch) * epochs, samples=n * epochs,
+                       macs_per_sample=forward_macs(self.model, self.dataset.input_shape),
+                       cached=cached)
+
+    def warm_up(self) -> dict:
+        """Build and compile (or load) the training step on the device, training nothing: what
+        `gradviz compile --model M --data D` runs so that a later `train` starts at once.
+        Returns {"device", "compiled" (a compile happened), "seconds"}."""
+        before = self.compile_seconds
+        started = time.perf_counter()
+        cached = None if self.device == "numpy" else step_is_cached(
+            self._step_graph(min(self.config.batch, len(self.dataset.X_train))), self.device)
+        self._train_step(min(self.config.batch, len(self.dataset.X_train)))
+        return {"device": self.device, "cached": cached,
+                "compiled": self.compile_seconds > before or cached is False,
+                "seconds": time.perf_counter() - started}
 
     def _targets(self, y: np.ndarray, n_outputs: int) -> np.ndarray:
         return encode_targets(y, n_outputs, self.task, self.dtype)
@@ -558,10 +846,13 @@ class Trainer:
         ds, config = self.dataset, self.config
         params, state = self._initial()
         rng = np.random.default_rng([config.seed, 2])
-        history: list[EpochRecord] = []
+        history = History()
         first_epoch = 0
         if self.resume:
-            params, state, rng, history, first_epoch = self._restore(params, state)
+            params, state, rng, records, first_epoch = self._restore(params, state)
+            history = History.of(records)
+        watch = _EarlyStop(config.patience, history, self._best_dir(),
+                           self._found if self.resume else None)
         evaluator = Evaluator(self.model, ds.input_shape, self.task, "numpy", self.dtype)
         n_out = self._train_step(min(config.batch, len(ds.X_train)))[0].target.shape[1]
         T_train = self._targets(ds.y_train, n_out)
@@ -580,7 +871,8 @@ class Trainer:
             start = None if self.device == "numpy" else (
                 _copy(params), _copy(state), rng.bit_generator.state)
             order = rng.permutation(n)
-            loss_sum, correct = 0.0, 0.0
+            loss_sum, correct, seen = 0.0, 0.0, 0
+            batch_done = getattr(self.reporter, "batch_done", None)
             for b in range(batches):
                 step, runner, feeds = self._batch(order, b, batch, lr, params, state, rng,
                                                   T_train)
@@ -594,7 +886,11 @@ class Trainer:
                 if step.correct is not None:
                     correct += float(out[1])
                 _apply(step, out, params, state)
-                self.reporter.batch_end()
+                seen += step.batch
+                if batch_done is not None:
+                    batch_done(loss_sum / seen, seen, time.perf_counter() - epoch_started)
+                else:
+                    self.reporter.batch_end()
             train_seconds += time.perf_counter() - epoch_started - (self.build_seconds
                                                                     - built_before)
             samples += n
@@ -606,17 +902,42 @@ class Trainer:
             if self.checkpoint is not None:
                 ckpt.save(self.checkpoint, self._meta(epoch + 1, rng, history),
                           _host(params), _host(state))
+            improved = watch.update(history, params)
+            if improved and watch.directory is not None:
+                ckpt.save(watch.directory, self._meta(epoch + 1, rng, history),
+                          _host(params), _host(state))
             self.reporter.epoch_end(record, config.epochs)
             if self.on_epoch is not None:
                 self.on_epoch(record, params)
+            if watch.should_stop():
+                history.stopped_early = True
+                break
+        if watch.patience is not None:
+            history.best_epoch = watch.best_epoch
+            if watch.best_params is not None:
+                params = watch.best_params
+            self._note(watch.summary(history))
+        else:
+            history.best_epoch = _best_epoch(history)
         test_loss, test_acc, _ = evaluator.run(params, ds.X_test,
                                                self._targets(ds.y_test, n_out))
+        trained = max(len(history) - first_epoch, 0)
         return TrainResult(config, self.device, history, test_loss, test_acc,
                            time.perf_counter() - started,
                            samples / train_seconds if train_seconds > 0 else None,
-                           config.epochs - first_epoch if config.epochs > first_epoch else 0,
-                           first_epoch if self.resume else None, _host(params),
-                           self.build_seconds)
+                           trained, first_epoch if self.resume else None, _host(params),
+                           self.build_seconds, self.device_reason, self.compile_seconds)
+
+    def _note(self, text: str) -> None:
+        note = getattr(self.reporter, "note", None)
+        if note is not None and text:
+            note(text)
+
+    def _best_dir(self) -> str | None:
+        """Where the best epoch's checkpoint goes: DIR/best, with --patience and --checkpoint."""
+        if self.config.patience is None or self.checkpoint is None:
+            return None
+        return os.path.join(self.checkpoint, BEST_DIR)
 
     def _batch(self, order, b: int, batch: int, lr: float, params, state, rng, T_train):
         """The step graph, its runner and its feeds for batch `b` of an epoch."""
@@ -653,6 +974,70 @@ class Trainer:
         origin = f"; first non-finite value at {where}" if where else ""
         return (f"training stopped: the loss is {loss} at epoch {epoch + 1}, step {b + 1}"
                 f"{origin} (try a smaller --lr)")
+
+
+#: The subdirectory of a checkpoint that holds the best epoch's checkpoint (with --patience).
+BEST_DIR = "best"
+
+
+def _best_epoch(history: History) -> int | None:
+    watched = history.monitored()
+    if not watched:
+        return None
+    return history.epoch[int(np.argmin(np.asarray(watched, dtype=float)))]
+
+
+class _EarlyStop:
+    """Early stopping on the validation loss (training loss without a validation split): stop
+    after `patience` epochs without a new lowest value, keeping that epoch's parameters."""
+
+    def __init__(self, patience: int | None, history: History, directory: str | None, found):
+        self.patience, self.directory = patience, directory
+        self.best_epoch, self.best_value, self.best_params = None, math.inf, None
+        self.wait = 0
+        if patience is None or not history:
+            return
+        self.best_epoch = _best_epoch(history)   # a resumed run: its best so far
+        self.best_value = history.monitored()[history.epoch.index(self.best_epoch)]
+        self.wait = history.epoch[-1] - self.best_epoch
+        if directory is not None and ckpt.exists(directory):
+            try:
+                best = ckpt.load(directory)
+                if best.epoch == self.best_epoch:
+                    self.best_params = {k: np.array(v) for k, v in best.params.items()}
+            except GradvizError:
+                pass
+        if self.best_params is None and found is not None and found.epoch == self.best_epoch:
+            self.best_params = {k: np.array(v) for k, v in found.params.items()}
+
+    def update(self, history: History, params: dict) -> bool:
+        """Take the epoch just appended to `history`; True when it is the best so far."""
+        if self.patience is None:
+            return False
+        value = history.monitored()[-1]
+        if value is not None and value < self.best_value:
+            self.best_epoch, self.best_value = history.epoch[-1], value
+            self.best_params = _host(_copy(params))
+            self.wait = 0
+            return True
+        self.wait += 1
+        return False
+
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.wait >= self.patience
+
+    def summary(self, history: History) -> str:
+        what = "validation loss" if history.val_loss and history.val_loss[-1] is not None \
+            else "training loss"
+        if self.best_epoch is None:
+            return ""
+        where = f"; saved in {self.directory}" if self.directory else ""
+        if history.stopped_early:
+            return (f"early stop at epoch {history.epoch[-1]}: the {what} has not improved for "
+                    f"{self.patience} epoch(s); best epoch {self.best_epoch} "
+                    f"({what} {format_loss(self.best_value)}) restored{where}")
+        return (f"best epoch {self.best_epoch} ({what} {format_loss(self.best_value)}) "
+                f"restored{where}")
 
 
 def _apply(step: TrainStep, out: list, params: dict, state: dict) -> None:
@@ -822,11 +1207,9 @@ def evaluation_report(checkpoint: str, data: str | None = None, target: str | No
     return report
 
 
-def plot_curves(history: list[EpochRecord], path: str | os.PathLike, title: str = "") -> None:
-    """Write loss and accuracy curves per epoch to an image (format from the file extension:
-    png, svg, pdf), atomically."""
-    if not history:
-        raise GradvizError("no epochs to plot")
+def plot_curves(history, path: str | os.PathLike, title: str = "") -> None:
+    """Write loss and accuracy curves per epoch (a `History` or a list of `EpochRecord`s) to an
+    image (format from the file extension: png, svg, pdf), atomically."""
     path = os.fspath(path)
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     if fmt not in ("png", "svg", "pdf"):
@@ -834,6 +1217,19 @@ def plot_curves(history: list[EpochRecord], path: str | os.PathLike, title: str 
     import matplotlib
 
     matplotlib.use("Agg")
+    fig = curves_figure(history, title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=100)
+    from gradviz.files import write_atomic
+
+    write_atomic(path, buffer.getvalue())
+
+
+def curves_figure(history, title: str = ""):
+    """A matplotlib Figure with loss and accuracy curves per epoch (not shown, not saved)."""
+    history = list(history)
+    if not history:
+        raise GradvizError("no epochs to plot")
     from matplotlib.figure import Figure
 
     epochs = [r.epoch for r in history]
@@ -855,8 +1251,4 @@ def plot_curves(history: list[EpochRecord], path: str | os.PathLike, title: str 
         acc_ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=100)
-    from gradviz.files import write_atomic
-
-    write_atomic(path, buffer.getvalue())
+    return fig
