@@ -131,7 +131,8 @@ def report_html(report) -> str:
 
         parts.append(f"<pre>{html.escape(node_table(report.nodes.to_json()))}</pre>")
     colour = _GREEN if report.ok else _RED
-    parts.append(f'<p style="margin: 4px 0 0 0">{_coloured(report.summary, colour, True)}</p>'
+    parts.append(f'<p style="margin: 4px 0 0 0; font-family: monospace">'
+                 f"{_coloured(report.summary, colour, True)}</p>"
                  "</div>")
     return "".join(parts)
 
