@@ -297,6 +297,12 @@ class History:
             return plot_curves(self, path, title)
         return curves_figure(self, title)
 
+    def _repr_svg_(self) -> str | None:
+        """In a notebook: the curves (see gradviz.notebook)."""
+        from gradviz.notebook import curves_svg
+
+        return curves_svg(self)
+
 
 @dataclass
 class TrainResult:
@@ -343,6 +349,12 @@ class TrainResult:
                 "best_epoch": self.history.best_epoch,
                 "stopped_early": self.history.stopped_early}),
         }
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the figures of the run and its curves (see gradviz.notebook)."""
+        from gradviz.notebook import training_html
+
+        return training_html(self)
 
 
 class Reporter(Protocol):
