@@ -85,9 +85,9 @@ class Module:
         self._prefix = ""
 
     # -- building ---------------------------------------------------------------------------
-    def __call__(self, x: Node, *, train: bool) -> Node:
-        """The output node of this module applied to `x` (batch first). `train=True` builds the
-        training graph (dropout active, reading mask inputs); `train=False` the inference one."""
+    def __call__(self, x: Node, *, train: bool = False) -> Node:
+        """The output node of this module applied to `x` (batch first): `model(x)` builds the
+        inference graph; `train=True` the training one (dropout active, reading mask inputs)."""
         if not isinstance(x, Node):
             raise GradvizError(f"{type(self).__name__} takes a graph node, not {type(x).__name__}")
         return self.forward(x, train)
