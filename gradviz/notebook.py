@@ -8,7 +8,8 @@
 | an `Explanation` (`explain(...)`) | its LaTeX, factor by factor |
 | a `GradientReport`, a `ClaimCheck` | an HTML table |
 | `steps(...)`'s list of paths (`StepPaths`) | the stepper page inline, in an iframe |
-| a `TrainResult`, its `history` | loss and accuracy curves (SVG) |
+| a training `History` (`TrainResult.history`) | loss and accuracy curves (SVG) |
+| a `TrainResult` | its figures (HTML table) and the curves |
 
 The classes delegate to the functions here, so nothing is imported until something is shown:
 `import gradviz` imports neither IPython nor graphviz nor matplotlib. `repr()` of every object
@@ -201,25 +202,16 @@ def stepper_iframe(page: str) -> str:
 # -- training ------------------------------------------------------------------------------------
 def curves_svg(history, title: str = "") -> str | None:
     """Loss and accuracy per epoch (`gradviz train --plot`'s picture) as SVG text, from a
-    training history (a sequence of `EpochRecord`s); None without epochs."""
+    training `History` (or any sequence of `EpochRecord`s); None without epochs."""
     if not history:
         return None
     import io
 
-    from gradviz.nn import training
+    from gradviz.nn.training import curves_figure
 
     buffer = io.StringIO()
-    if hasattr(training, "curves_figure"):
-        training.curves_figure(history, title).savefig(buffer, format="svg")
-        svg = buffer.getvalue()
-    else:  # only plot_curves: through a file
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "curves.svg")
-            training.plot_curves(list(history), path, title=title)
-            with open(path, encoding="utf-8") as f:
-                svg = f.read()
+    curves_figure(history, title).savefig(buffer, format="svg")
+    svg = buffer.getvalue()
     return svg[svg.find("<svg"):]
 
 
@@ -238,6 +230,9 @@ def training_html(result) -> str:
              ("val accuracy", "-" if last is None else pct(last.val_accuracy)),
              ("test loss", "-" if result.test_loss is None else _number(round(result.test_loss, 6))),
              ("test accuracy", pct(result.test_accuracy))]
+    best = getattr(result.history, "best_epoch", None)
+    if best is not None and config.patience is not None:  # early stopping kept this epoch
+        cells.append(("best epoch", str(best)))
     table = _table([html.escape(k) for k, _ in cells], [[html.escape(v) for _, v in cells]])
     svg = curves_svg(result.history, f"{config.model} on {config.data}")
     return f"<div>{table}{svg or ''}</div>"

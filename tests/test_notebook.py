@@ -181,6 +181,19 @@ def test_training_curves_and_result_show_themselves(trained):
     out = training_html(trained)
     assert "<table" in out and "<svg" in out and "moons" in out and "test accuracy" in out
     assert out.count("<td") == 8
+    assert trained.history._repr_svg_().startswith("<svg")
+    shown = trained._repr_html_()
+    assert shown.startswith("<div><table") and "<svg" in shown and "best epoch" not in shown
+    assert repr(trained).startswith("TrainResult(")
+
+
+def test_a_run_with_early_stopping_shows_its_best_epoch():
+    from gradviz.nn.training import TrainConfig, Trainer
+
+    config = TrainConfig(model="mlp", data="moons", hidden=(4,), epochs=3, batch=32, lr=0.05,
+                         patience=5)
+    result = Trainer(config, device="numpy").run()
+    assert "best epoch" in result._repr_html_() and result.history.best_epoch is not None
 
 
 # -- the example notebook ------------------------------------------------------------------------
@@ -214,3 +227,7 @@ def test_example_notebook_runs_and_shows_pictures_formulas_and_tables(tmp_path, 
     assert stepper["text/html"].startswith("<iframe srcdoc=")
     assert (tmp_path / "steps-xyz" / "index.html").is_file()
     assert "agree" in by_source['gv.gradient_report("(x+y)*z", at=point)'][0]["data"]["text/html"]
+    assert "verified" in by_source["gv.check_claim(gv.log(gv.cosh(p - t)), p, gv.tanh(p - t))"][0]["data"]["text/html"]
+    curves = by_source["result.history          # loss and accuracy per epoch"][0]["data"]
+    assert curves["image/svg+xml"].startswith("<svg")
+    assert "test_accuracy" in by_source["result.summary()"][0]["data"]["text/plain"]
