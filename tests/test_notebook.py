@@ -196,6 +196,14 @@ def test_a_run_with_early_stopping_shows_its_best_epoch():
     assert "best epoch" in result._repr_html_() and result.history.best_epoch is not None
 
 
+def test_the_python_api_page_example_runs(tmp_path, monkeypatch):
+    page = (ROOT / "docs" / "python-api.md").read_text()
+    block = page.split("<!-- notebook example -->\n```python\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/python-api.md", "exec"), {})
+    assert (tmp_path / "steps-xyz" / "index.html").is_file()
+
+
 # -- the example notebook ------------------------------------------------------------------------
 def _executed(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed")
