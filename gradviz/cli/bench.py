@@ -7,11 +7,14 @@ import click
 
 
 @click.command("bench")
-@click.option("--model", "model", required=True, help="A model name (mlp, lenet, cnn, ...).")
+@click.option("--model", "-m", "model", required=True,
+              help="A model name (mlp, lenet, cnn, ...).")
 @click.option("--batch", type=int, default=128, show_default=True)
 @click.option("--steps", type=int, default=50, show_default=True, help="Steps per timed run.")
-@click.option("--device", type=click.Choice(["numpy", "cpu", "cuda"]), default="cpu",
-              show_default=True)
+@click.option("--device", type=click.Choice(["numpy", "cpu", "cuda", "auto"]), default="auto",
+              show_default=True,
+              help="Where the step runs; auto: cuda when there is a GPU, else the compiled CPU "
+                   "step (numpy without the compiler).")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="BLAS threads: 2 is fastest on an idle 2-core machine, 1 on a busy one.")
 @click.option("--repeats", type=int, default=5, show_default=True,
@@ -22,7 +25,9 @@ def bench(model: str, batch: int, steps: int, device: str, threads: int, repeats
     """Time one training step (forward, loss, backward, SGD update) of MODEL at batch size
     BATCH on DEVICE: the median over REPEATS runs of STEPS steps, after one warm-up step."""
     from gradviz.compiler.bench import measure
+    from gradviz.nn.step import resolve_device
 
+    device = resolve_device(device)  # a benchmark measures the compiled step where there is one
     result = measure(model, batch, steps, device, threads=threads, repeats=repeats)
     if as_json:
         click.echo(json.dumps(result))

@@ -70,16 +70,19 @@ def _print_comparison(runs) -> None:
 @click.option("--compare", metavar="sgd,momentum,adam",
               help="Run several optimizers from the same start (name:lr sets one's rate) and "
                    "compare them.")
-@click.option("--digits", type=click.IntRange(0, 15),
-              help="Print numbers with this many decimals (the slides use 2).")
+@click.option("--decimals", type=click.IntRange(0, 15),
+              help="Print numbers with this many decimal places (the slides use 2; default: 6 "
+                   "significant digits).")
+@click.option("--digits", "old_digits", type=click.IntRange(0, 15), hidden=True,
+              help="Old name of --decimals.")
 @click.option("--rows", type=click.IntRange(min=0), default=10, show_default=True,
               help="Rows shown at each end of a long table (0: every row).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", metavar="FILE",
               help="Draw the path (.png, .svg, .pdf): on the curve for one variable, on a "
                    "contour plot for two.")
-def descend(expression, start, lr, optimizer, eps, max_iter, compare, digits, rows, as_json,
-            plot):
+def descend(expression, start, lr, optimizer, eps, max_iter, compare, decimals, old_digits,
+            rows, as_json, plot):
     """Minimize EXPRESSION by gradient descent and print every iteration.
 
     \b
@@ -97,6 +100,7 @@ def descend(expression, start, lr, optimizer, eps, max_iter, compare, digits, ro
 
     from gradviz.files import check_output_file
 
+    digits = decimals if decimals is not None else old_digits
     check_output_file(plot, "--plot")
     point = parse_points(start)
     if plot is not None and not plot.lower().endswith((".png", ".svg", ".pdf")):
