@@ -15,3 +15,12 @@ def test_demo_quick(tmp_path):
     for name in ("circuit-xyz.svg", "circuit-neuron.svg", "backprop-steps/index.html",
                  "xor-regions.png"):
         assert (out / name).stat().st_size > 0, name
+
+
+def test_demo_summarises_epochs_unless_verbose(tmp_path):
+    short = CliRunner().invoke(cli, ["demo", "--quick", "-o", str(tmp_path / "a")])
+    assert "epoch  10/100" in short.output and "epoch  11/100" not in short.output
+    assert "epoch 100/100" in short.output
+    assert len(short.output.splitlines()) < 200
+    full = CliRunner().invoke(cli, ["demo", "--quick", "--verbose", "-o", str(tmp_path / "b")])
+    assert full.exit_code == 0 and "epoch  11/100" in full.output

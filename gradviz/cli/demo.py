@@ -15,14 +15,17 @@ import click
 @click.option("-o", "--output", "out", default="gradviz-demo", show_default=True, metavar="DIR",
               help="Where to write the pictures.")
 @click.option("--quick", is_flag=True, help="Skip the longer training run.")
-def demo(out: str, quick: bool) -> int:
+@click.option("--verbose", "-v", is_flag=True,
+              help="Every epoch of the trainings and every row of the tables (default: the "
+                   "first, every tenth and last epoch; a few rows at each end).")
+def demo(out: str, quick: bool, verbose: bool) -> int:
     """Run the lecture examples end to end: the chain-rule circuits with their gradients,
     explanations, checks, diagrams and backprop frames, the perceptron rule, gradient descent,
     LeNet-5's table and two small trainings."""
-    return run_demo(out, quick)
+    return run_demo(out, quick, verbose)
 
 
-def run_demo(out: str, quick: bool = False) -> int:
+def run_demo(out: str, quick: bool = False, verbose: bool = False) -> int:
     """Run every step, printing each command and its output; returns 0 when every step ended
     as expected, else 1."""
     from gradviz.cli import cli
@@ -32,7 +35,7 @@ def run_demo(out: str, quick: bool = False) -> int:
     check_output_dir(out, "-o")
     os.makedirs(out, exist_ok=True)
     failures = []
-    for step in demo_steps(out, quick):
+    for step in demo_steps(out, quick, verbose):
         if step.title:
             click.secho(f"\n== {step.title}", bold=True)
             click.echo(step.note)
