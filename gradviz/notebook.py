@@ -148,10 +148,12 @@ def claim_html(check) -> str:
     ce = check.counterexample
     if ce is not None:
         rows.append(["counterexample", html.escape(
-            f"at {_point(ce.point)}: claimed {_number(ce.claimed)}, actually {_number(ce.actual)}")])
+            f"at {_point(ce.point)}: claimed {_number(ce.claimed)}, "
+            f"actually {_number(ce.actual)}")])
+    unconfirmed = check.points_unconfirmed
     rows.append(["points", html.escape(
         f"{check.points_agreed} agreed of {check.points_tried} tried"
-        + (f", {check.points_unconfirmed} unconfirmed (kinks)" if check.points_unconfirmed else ""))])
+        + (f", {unconfirmed} unconfirmed (kinks)" if unconfirmed else ""))])
     if check.tried:
         rows.append(["tried", html.escape(", ".join(check.tried))])
     rows.append(["SymPy", html.escape(check.sympy_note or "ran")])
@@ -228,7 +230,8 @@ def training_html(result) -> str:
              ("epochs", str(result.epochs_run)),
              ("train loss", "-" if last is None else _number(round(last.train_loss, 6))),
              ("val accuracy", "-" if last is None else pct(last.val_accuracy)),
-             ("test loss", "-" if result.test_loss is None else _number(round(result.test_loss, 6))),
+             ("test loss", "-" if result.test_loss is None
+              else _number(round(result.test_loss, 6))),
              ("test accuracy", pct(result.test_accuracy))]
     best = getattr(result.history, "best_epoch", None)
     if best is not None and config.patience is not None:  # early stopping kept this epoch
