@@ -26,17 +26,36 @@ def _outputs(expression: str, wrt: str | None, grad: bool):
 
 
 @click.command("compile")
-@click.argument("expression")
+@click.argument("expression", required=False)
+@click.option("--model", "-m", "model", default=None, metavar="NAME",
+              help="Compile the training step of this model instead (as `train` would build it "
+                   "for --data), so that a later `train` starts at once.")
+@click.option("--data", "-d", "data", default=None, metavar="SPEC",
+              help="With --model: the data set that shapes the step (default: digits).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="With --model: the device to compile for.")
+@click.option("--optimizer", default=None, metavar="NAME",
+              help="With --model: the update rule (default: the data set's, as in train).")
 @click.option("--emit-source", is_flag=True, help="Print the generated kernel source.")
 @click.option("--wrt", default=None, help="Variables to differentiate by (default: all).")
 @click.option("--no-grad", is_flag=True, help="Compile the value only, no gradients.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the kernel list as JSON.")
-def compile_command(expression: str, emit_source: bool, wrt: str | None, no_grad: bool,
+def compile_command(expression: str | None, model: str | None, data: str | None, device: str,
+                    optimizer: str | None, emit_source: bool, wrt: str | None, no_grad: bool,
                     dtype: str, as_json: bool) -> None:
     """Compile EXPRESSION (value and gradients) to a vectorized CPU kernel that evaluates it at
-    many points at once. Shows which nodes fused into which kernel, or the source."""
+    many points at once. Shows which nodes fused into which kernel, or the source.
+
+    With --model M [--data D], compile the training step `gradviz train -m M -d D` runs (into
+    the kernel cache; any batch size or layer widths reuse it), to prepare a machine."""
+    if model is not None:
+        if expression is not None:
+            raise GradvizError("give an EXPRESSION or --model, not both")
+        return _compile_model(model, data or "digits", device, optimizer, as_json)
+    if expression is None:
+        raise GradvizError("missing EXPRESSION (or --model NAME)")
     from gradviz.compiler import source
     from gradviz.compiler.cpu.backend import cpu_schedule
 
@@ -56,3 +75,24 @@ def compile_command(expression: str, emit_source: bool, wrt: str | None, no_grad
     for k in kernels:
         click.echo(f"kernel {k['kernel']} ({k['kind']}): {', '.join(k['nodes'])}"
                    f"  -> stores {', '.join(k['stores']) or 'nothing'}")
+
+
+def _compile_model(model: str, data: str, device: str, optimizer: str | None,
+                   as_json: bool) -> None:
+    from gradviz.cli.train import ConsoleReporter
+    from gradviz.nn.training import TrainConfig, Trainer
+
+    config = TrainConfig(model=model, data=data, optimizer=optimizer)
+    reporter = ConsoleReporter(as_json)
+    try:
+        done = Trainer(config, device=device, reporter=reporter).warm_up()
+    finally:
+        reporter.close()
+    if as_json:
+        click.echo(json.dumps({"model": model, "data": data, **done}))
+    elif done["compiled"]:
+        click.echo(f"{model} on {data}: training step compiled for {device} in "
+                   f"{done['seconds']:.1f} s (cached; train starts without compiling)")
+    else:
+        click.echo(f"{model} on {data}: training step for {device} already compiled "
+                   f"(loaded in {done['seconds']:.1f} s)")
