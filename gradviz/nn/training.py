@@ -85,6 +85,8 @@ DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...], dict], ...] = (
     (("moons", "circles", "spiral"), ("*",), dict(optimizer="adam", lr=0.01, batch=32,
                                                   epochs=100)),
     (("digits",), ("cnn",), dict(optimizer="adam", lr=0.001, batch=64, epochs=40)),
+    (("digits",), ("logreg", "perceptron"), dict(optimizer="adam", lr=0.01, batch=32,
+                                                  epochs=30)),
     (("digits",), ("*",), dict(optimizer="adam", lr=0.001, batch=32, epochs=30)),
     (("heights",), ("*",), dict(optimizer="sgd", lr=0.05, batch=32, epochs=40)),
     (("mnist", "fashion-mnist"), ("*",), dict(optimizer="adam", lr=0.001, batch=64, epochs=10)),
