@@ -307,9 +307,11 @@ def _seconds(value: float) -> str:
     return f"about {value / 60:.0f} min"
 
 
-def step_is_cached(step: "TrainStep", device: str) -> bool | None:
+def step_is_cached(step: "TrainStep", device: str, *, strict: bool = False) -> bool | None:
     """Whether the compiled code of `step` for `device` is in the kernel cache already (the CPU
-    backend's content-addressed modules); None when that cannot be told (CUDA, no compiler)."""
+    backend's content-addressed modules); None when that cannot be told (CUDA, no compiler).
+    `strict`: first check that the cache can be used at all (its one-line GradvizError then
+    comes before anything says "compiling")."""
     if device != "cpu":
         return None
     try:
@@ -319,6 +321,8 @@ def step_is_cached(step: "TrainStep", device: str) -> bool | None:
     is_compiled = getattr(cache, "is_compiled", None)
     if is_compiled is None:
         return None
+    if strict:
+        cache.kernels_dir()
     try:
         return bool(is_compiled(source(step)))
     except Exception:  # noqa: BLE001 - a graph the compiler refuses: make_runner says why

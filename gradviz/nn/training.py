@@ -725,7 +725,7 @@ class Trainer:
         announced to the reporter (`compile_start`/`compile_end`) while it runs."""
         if self.device == "numpy":
             return make_runner(step, self.device)
-        cached = step_is_cached(step, self.device)
+        cached = step_is_cached(step, self.device, strict=True)
         start, end = (getattr(self.reporter, "compile_start", None),
                       getattr(self.reporter, "compile_end", None))
         if cached or start is None:
@@ -764,7 +764,8 @@ class Trainer:
         before = self.compile_seconds
         started = time.perf_counter()
         cached = None if self.device == "numpy" else step_is_cached(
-            self._step_graph(min(self.config.batch, len(self.dataset.X_train))), self.device)
+            self._step_graph(min(self.config.batch, len(self.dataset.X_train))), self.device,
+            strict=True)
         self._train_step(min(self.config.batch, len(self.dataset.X_train)))
         return {"device": self.device, "cached": cached,
                 "compiled": self.compile_seconds > before or cached is False,
