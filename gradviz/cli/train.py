@@ -113,8 +113,8 @@ class CompileNotice:
 
 
 class ConsoleReporter:
-    """A progress bar per epoch on stderr (when it is a terminal: ETA, running loss and
-    samples/s) and epoch lines on stdout (the first, one in `every`, the last); with `as_json`,
+    """A progress bar per epoch on stderr (when it is a terminal: the epoch's ETA once it is
+    known, running loss, samples/s and the whole run's time left) and epoch lines on stdout (the first, one in `every`, the last); with `as_json`,
     one JSON object per epoch and no bar."""
 
     def __init__(self, as_json: bool, every: int | None = None):
@@ -125,6 +125,7 @@ class ConsoleReporter:
         self._first = None
         self._pending = None
         self._status = ""
+        self._run_start = None
         self.notice = CompileNotice()
 
     def compile_start(self, device, certain):
@@ -134,6 +135,9 @@ class ConsoleReporter:
         self.notice.end(seconds)
 
     def epoch_start(self, epoch, epochs, batches):
+        if self._run_start is None:
+            self._run_start, self._run_first = time.perf_counter(), epoch
+        self._epoch, self._epochs, self._batches, self._done = epoch, epochs, batches, 0
         if self.show_bar:
             self._status = ""
             self.bar = click.progressbar(length=batches, label=f"epoch {epoch}/{epochs}",
@@ -147,9 +151,20 @@ class ConsoleReporter:
 
     def batch_done(self, loss, samples, seconds):
         if self.bar is not None:
+            self._done += 1
             speed = f"  {samples / seconds:,.0f} samples/s" if seconds > 0 else ""
-            self._status = f"loss {_num(loss)}{speed}"
+            self._status = f"loss {_num(loss)}{speed}{self._run_eta()}"
             self.bar.update(1)
+
+    def _run_eta(self) -> str:
+        """`  run 1:05 left`: the whole run's remaining time at its pace so far."""
+        total = self._epochs - self._run_first + 1
+        done = (self._epoch - self._run_first) + self._done / max(self._batches, 1)
+        elapsed = time.perf_counter() - self._run_start
+        if done <= 0 or elapsed < 1.0 or total <= 1:
+            return ""
+        left = int(elapsed * (total - done) / done)
+        return f"  run {left // 60}:{left % 60:02d} left"
 
     def epoch_end(self, record, epochs):
         if self.bar is not None:
