@@ -61,9 +61,12 @@ class CompileNotice:
     def start(self, device: str, certain: bool):
         import threading
 
-        from gradviz.compiler.cache import cache_dir
+        try:
+            from gradviz.compiler.cache import cache_dir
 
-        where = str(cache_dir()).replace(os.path.expanduser("~"), "~", 1)
+            where = str(cache_dir()).replace(os.path.expanduser("~"), "~", 1)
+        except (ImportError, OSError):
+            where = "the kernel cache"
         what = "the CPU" if device == "cpu" else "the GPU"
         first = "first run of this model; " if certain else ""
         self._text = f"compiling the training step for {what} ({first}cached in {where})"
