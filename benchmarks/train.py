@@ -12,12 +12,17 @@ parameters, not 6 x, since the first layer holds 85% of them).
 PyTorch: `pip install torch==2.13.0` (a local CPU wheel here). JAX is used when importable.
 
     python benchmarks/train.py [--models mlp,lenet] [--batches 32,128,1024] [--threads 1]
-                               [--rounds 7] [--steps 20] [--torch-compile] [--json]
+                               [--rounds 7] [--steps 20] [--torch-compile] [--latency ROUNDS]
+                               [--json]
+
+`--latency N` adds the first step, in fresh processes: gradviz with an empty kernel cache (cold)
+and with the cache that left (warm), JAX's first step (trace + XLA compile + run) and PyTorch's.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -88,27 +93,48 @@ def torch_step(model: str, batch: int, threads: int, compiled: bool):
 
 
 def jax_step(model: str, batch: int):
-    if model != "mlp":
-        return None
     import jax
     import jax.numpy as jnp
 
     key = jax.random.PRNGKey(0)
-    sizes = (784, 256, 128, 10)
-    params = []
-    for a, b in zip(sizes, sizes[1:]):
-        key, sub = jax.random.split(key)
-        params.append((jax.random.normal(sub, (a, b)) * (2 / a) ** 0.5, jnp.zeros(b)))
-    x = jax.random.normal(key, (batch, 784))
+
+    def dense(key, a, b):
+        return jax.random.normal(key, (a, b)) * (2 / a) ** 0.5, jnp.zeros(b)
+
+    def conv(key, o, c, k):
+        return jax.random.normal(key, (o, c, k, k)) * (2 / (c * k * k)) ** 0.5, jnp.zeros(o)
+
+    keys = jax.random.split(key, 8)
+    if model == "mlp":
+        params = [dense(k, a, b) for k, (a, b) in zip(keys, [(784, 256), (256, 128), (128, 10)])]
+    else:   # LeNet-5 as the PyTorch contender: conv 5x5 pad 2, tanh, avg-pool 2, ...
+        params = [conv(keys[0], 6, 1, 5), conv(keys[1], 16, 6, 5), dense(keys[2], 400, 120),
+                  dense(keys[3], 120, 84), dense(keys[4], 84, 10)]
+    x = jax.random.normal(keys[7], (batch, 784) if model == "mlp" else (batch, 1, 28, 28))
     y = jax.nn.one_hot(jnp.arange(batch) % 10, 10)
 
-    def loss(ps):
+    def pool(h):
+        return jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 1, 2, 2), (1, 1, 2, 2),
+                                     "VALID") / 4
+
+    def forward(ps):
         h = x
-        for i, (w, b) in enumerate(ps):
+        if model == "lenet":
+            for (w, b), pad in zip(ps[:2], (2, 0)):
+                h = jax.lax.conv_general_dilated(h, w, (1, 1), [(pad, pad), (pad, pad)])
+                h = pool(jnp.tanh(h + b[None, :, None, None]))
+            h = h.reshape(batch, -1)
+            dense_ps, act = ps[2:], jnp.tanh
+        else:
+            dense_ps, act = ps, jax.nn.relu
+        for i, (w, b) in enumerate(dense_ps):
             h = h @ w + b
-            if i < len(ps) - 1:
-                h = jax.nn.relu(h)
-        return -jnp.mean(jnp.sum(jax.nn.log_softmax(h) * y, axis=1))
+            if i < len(dense_ps) - 1:
+                h = act(h)
+        return h
+
+    def loss(ps):
+        return -jnp.mean(jnp.sum(jax.nn.log_softmax(forward(ps)) * y, axis=1))
 
     @jax.jit
     def update(ps):
@@ -254,6 +280,51 @@ def end_to_end(epochs: int, threads: int) -> dict:
             for name, ts in runs.items() if ts}
 
 
+FIRST_STEP = {
+    "gradviz_cpu": lambda model, batch: gradviz_step(model, batch, "cpu", 1)[1],
+    "jax_jit": lambda model, batch: jax_step(model, batch)[1],
+    "torch_eager": lambda model, batch: torch_step(model, batch, 1, False)[1],
+}
+
+
+def first_step(contender: str, model: str, batch: int) -> None:
+    """In this (fresh) process: seconds from building to the end of the first step (gradviz:
+    building and compiling the step graph; JAX: trace, XLA compile and run; PyTorch: one eager
+    step), printed as JSON."""
+    print(json.dumps({"seconds": FIRST_STEP[contender](model, batch)}))
+
+
+def latency(model: str, batch: int, repeats: int) -> dict:
+    """Medians over `repeats` rounds of fresh processes, alternating: gradviz's compile with an
+    empty kernel cache (cold) and with the cache the cold run left (warm), JAX's and PyTorch's
+    first step."""
+    import subprocess
+    import tempfile
+
+    def run(contender: str, cache: str | None = None) -> float | None:
+        env = dict(os.environ, **({"GRADVIZ_CACHE": cache} if cache else {}))
+        done = subprocess.run([sys.executable, __file__, "--first-step", contender, model,
+                               str(batch)], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            return None   # not installed
+        return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            for name, value in (("gradviz_cold", run("gradviz_cpu", cache)),
+                                ("gradviz_warm", run("gradviz_cpu", cache)),
+                                ("jax_first_step", run("jax_jit")),
+                                ("torch_first_step", run("torch_eager"))):
+                if value is not None:
+                    times.setdefault(name, []).append(value)
+    row = {name: statistics.median(ts) for name, ts in times.items()}
+    if "jax_first_step" in row:
+        row["cold_over_jax"] = row["gradviz_cold"] / row["jax_first_step"]
+        row["warm_over_jax"] = row["gradviz_warm"] / row["jax_first_step"]
+    return {"model": model, "batch": batch, "seconds": row}
+
+
 def versions() -> dict:
     import numba
 
@@ -279,8 +350,16 @@ def main(argv=None) -> None:
     parser.add_argument("--torch-compile", action="store_true")
     parser.add_argument("--end-to-end", type=int, default=0, metavar="EPOCHS",
                         help="also time digits MLP training, process start to result")
+    parser.add_argument("--latency", type=int, default=0, metavar="ROUNDS",
+                        help="also time the first step in fresh processes: gradviz cold and warm "
+                             "cache, JAX, PyTorch (medians of ROUNDS)")
+    parser.add_argument("--first-step", nargs=3, metavar=("CONTENDER", "MODEL", "BATCH"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.first_step:
+        contender, model, batch = args.first_step
+        return first_step(contender, model, int(batch))
     args.torch_threads = [int(t) for t in args.torch_threads.split(",")]
     rows = []
     for model in filter(None, args.models.split(",")):
@@ -299,13 +378,21 @@ def main(argv=None) -> None:
                 print(f", gradviz/numpy {row['ratio_to_numpy']:.1f}x{extra}; compile "
                       + ", ".join(f"{k} {v:.1f}s" for k, v in row["compile_s"].items()))
                 sys.stdout.flush()
+    latencies = []
+    for model in filter(None, args.models.split(",")) if args.latency else ():
+        latencies.append(latency(model, {"mlp": 128, "lenet": 64}.get(model, 64), args.latency))
+        if not args.json:
+            print(f"{model} batch {latencies[-1]['batch']} first step (s): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in latencies[-1]["seconds"].items()))
+            sys.stdout.flush()
     e2e = end_to_end(args.end_to_end, min(args.torch_threads)) if args.end_to_end else None
     if e2e and not args.json:
         print("digits MLP end to end:", e2e)
     report = {"end_to_end": e2e, "machine": {"platform": platform.platform(), "cpus": _cpus(),
                           "processor": _processor(), "threads": args.threads,
                           "torch_threads": args.torch_threads},
-              "versions": versions(), "date": time.strftime("%Y-%m-%d"), "results": rows}
+              "versions": versions(), "date": time.strftime("%Y-%m-%d"), "results": rows,
+              "latency": latencies}
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -324,8 +411,6 @@ def _processor() -> str:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 

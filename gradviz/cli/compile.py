@@ -79,20 +79,12 @@ def compile_command(expression: str | None, model: str | None, data: str | None,
 
 def _compile_model(model: str, data: str, device: str, optimizer: str | None,
                    as_json: bool) -> None:
-    from gradviz.cli.train import ConsoleReporter
+    from gradviz.cli.train import ConsoleReporter, report_warm_up
     from gradviz.nn.training import TrainConfig, Trainer
 
     config = TrainConfig(model=model, data=data, optimizer=optimizer)
     reporter = ConsoleReporter(as_json)
     try:
-        done = Trainer(config, device=device, reporter=reporter).warm_up()
+        report_warm_up(Trainer(config, device=device, reporter=reporter), config, as_json)
     finally:
         reporter.close()
-    if as_json:
-        click.echo(json.dumps({"model": model, "data": data, **done}))
-    elif done["compiled"]:
-        click.echo(f"{model} on {data}: training step compiled for {device} in "
-                   f"{done['seconds']:.1f} s (cached; train starts without compiling)")
-    else:
-        click.echo(f"{model} on {data}: training step for {device} already compiled "
-                   f"(loaded in {done['seconds']:.1f} s)")

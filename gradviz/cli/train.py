@@ -312,7 +312,7 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
         trainer = Trainer(config, device=device, checkpoint=None if warm_up else checkpoint,
                           resume=resume and not warm_up, reporter=reporter)
         if warm_up:
-            return _warm_up(trainer, config, as_json)
+            return report_warm_up(trainer, config, as_json)
         regions, writer = _regions(trainer, config, plot_regions, frames)
         if not as_json:
             click.echo(_start_line(trainer, config))
@@ -332,8 +332,9 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
         click.echo(f"{len(writer.frames)} frame(s) and index.html written to {frames}")
 
 
-def _warm_up(trainer, config, as_json: bool) -> None:
-    """--warm-up: compile (or load) the step, say what happened."""
+def report_warm_up(trainer, config, as_json: bool) -> None:
+    """Compile (or load) the training step ahead of time and say what happened (`train
+    --warm-up`, `compile --model`)."""
     done = trainer.warm_up()
     if as_json:
         click.echo(json.dumps({"model": config.model, "data": config.data, **done}))

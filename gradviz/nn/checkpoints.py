@@ -69,12 +69,7 @@ def save(directory: str | os.PathLike, meta: dict, params: dict[str, np.ndarray]
     """Write a checkpoint atomically into `directory` (created if needed); returns the path of
     its JSON file. `meta` must be JSON-serializable and must not use the keys it adds
     (`format`, `version`, `arrays`, `sha256`)."""
-    directory = os.fspath(directory)
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise GradvizError(f"cannot create checkpoint directory {directory}: "
-                           f"{exc.strerror or exc}") from None
+    directory = _make_directory(directory)
     buffer = io.BytesIO()
     arrays = {_PARAM + k: np.asarray(v) for k, v in params.items()}
     arrays.update({_STATE + k: np.asarray(v) for k, v in state.items()})
@@ -190,12 +185,7 @@ def lock(directory: str | os.PathLike):
     """Hold `directory/.lock` while the block runs (the directory is created if needed). Another
     live holder is a `GradvizError`; a lock left by a process that is gone from this host is
     stale and taken over."""
-    directory = os.fspath(directory)
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise GradvizError(f"cannot create checkpoint directory {directory}: "
-                           f"{exc.strerror or exc}") from None
+    directory = _make_directory(directory)
     path = os.path.join(directory, LOCK_FILE)
     host = socket.gethostname() or "localhost"
     mine = f"{os.getpid()} {host}\n".encode()
@@ -236,3 +226,14 @@ def lock(directory: str | os.PathLike):
 
 def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _make_directory(directory) -> str:
+    """`directory` as a string, created (with its parents) if needed; a one-line error if not."""
+    directory = os.fspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise GradvizError(f"cannot create checkpoint directory {directory}: "
+                           f"{exc.strerror or exc}") from None
+    return directory
