@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 import click
 
-from gradviz.cli.grad import ExpressionCommand
 
-from gradviz.cli.common import parse_names, parse_points
+from gradviz.cli.common import ExpressionCommand, parse_names, parse_points
 from gradviz.core.text import format_number
 from gradviz.errors import GradvizError
 

@@ -1,8 +1,11 @@
-"""Helpers shared by the CLI commands: reading `--at`/`--wrt` and parsing expressions."""
+"""Helpers shared by the CLI commands: reading `--at`/`--wrt`, parsing expressions, and a
+command class for expressions that start with a minus sign."""
 from __future__ import annotations
 
 import math
 import re
+
+import click
 
 from gradviz.core.points import require_values  # noqa: F401 - used by the commands
 from gradviz.errors import GradvizError
@@ -67,3 +70,24 @@ def load_expression(text: str):
     variables: dict = {}
     output = parse(text, variables)
     return output, variables
+
+
+class ExpressionCommand(click.Command):
+    """A command whose EXPRESSION may start with a minus sign ("-x**2"): click would take it for
+    an option. A word that starts with one '-', is not one of the command's options and is not
+    an option's value, is moved after '--' (the end of the options), so click reads it as the
+    argument; a mistyped long option (--jsn) is still "No such option"."""
+
+    def parse_args(self, ctx, args):
+        params = self.get_params(ctx)
+        known = {name for p in params for name in p.opts + p.secondary_opts}
+        flags = {name for p in params if isinstance(p, click.Option) and (p.is_flag or p.count)
+                 for name in p.opts + p.secondary_opts}
+        for i, word in enumerate(args):
+            if word == "--":  # the user ended the options already
+                break
+            if word.startswith("-") and not word.startswith("--") and word not in known \
+                    and (i == 0 or args[i - 1] not in known or args[i - 1] in flags):
+                args = [*args[:i], *args[i + 1:], "--", word]
+                break
+        return super().parse_args(ctx, args)

@@ -5,9 +5,9 @@ import json
 
 import click
 
-from gradviz.cli.grad import ExpressionCommand
 
-from gradviz.cli.common import load_expression, parse_names, parse_points, require_values
+from gradviz.cli.common import (ExpressionCommand, load_expression, parse_names, parse_points,
+                                require_values)
 from gradviz.errors import GradvizError
 
 

@@ -6,28 +6,9 @@ import json
 
 import click
 
-from gradviz.cli.common import parse_names, parse_points
+from gradviz.cli.common import ExpressionCommand, parse_names, parse_points
 
 
-class ExpressionCommand(click.Command):
-    """A command whose EXPRESSION may start with a minus sign ("-x**2"): click would take it for
-    an option. A word that starts with one '-', is not one of the command's options and is not
-    a number, is moved after '--' (the end of the options), so click reads it as the argument;
-    a mistyped long option (--jsn) is still "No such option"."""
-
-    def parse_args(self, ctx, args):
-        known = {name for p in self.get_params(ctx) for name in p.opts + p.secondary_opts}
-        for i, word in enumerate(args):
-            if word == "--":  # the user ended the options already
-                break
-            if word.startswith("-") and not word.startswith("--") and word not in known \
-                    and (i == 0 or args[i - 1] not in known or args[i - 1] in _FLAGS):
-                args = [*args[:i], *args[i + 1:], "--", word]
-                break
-        return super().parse_args(ctx, args)
-
-
-_FLAGS = {"--json", "--latex", "--nodes"}
 
 
 @click.command(cls=ExpressionCommand)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import click
 
-from gradviz.cli.common import load_expression, parse_points, require_values
+from gradviz.cli.common import ExpressionCommand, load_expression, parse_points, require_values
 
 
-@click.command()
+@click.command(cls=ExpressionCommand)
 @click.argument("expression")
 @click.option("--at", "at", multiple=True, metavar="a=1,b=2", help="Values for every variable.")
 @click.option("-o", "--output", "out_dir", required=True, metavar="DIR",
