@@ -104,35 +104,7 @@ def step_groups(graph: Graph) -> dict[Node, Group] | None:
     for node in forward:
         if node not in groups and not node.is_leaf:
             groups[node] = loss
-    # the update: nodes that read the rate or optimizer state (leaves no forward node reads)
-    update_inputs = {n for n in graph.variables() if n not in forward}
-    touched = set(update_inputs)
-    for node in graph.nodes:
-        if node not in forward and any(s in touched for s in node.src):
-            touched.add(node)
-    # which parameter group each later output updates
-    param_group: dict[str, Group] = {}
-    for node, g in fwd_groups.items():
-        if node.op == "param":
-            param_group[node.name] = g
-    out_group: dict[int, Group] = {}
-    for i, out in enumerate(outputs[1:], start=1):
-        if out in forward or out not in touched:
-            continue
-        found = None
-        for node in toposort(out):
-            if node in touched and not node.is_leaf:
-                for s in node.src:
-                    if s.op == "param" and s.name in param_group:
-                        found = param_group[s.name]
-                    elif s.is_leaf and s.name and s not in forward:
-                        owner = next((p for p in param_group if s.name.startswith(p + ".")), None)
-                        if owner is not None:
-                            found = param_group[owner]
-            if found is not None:
-                break
-        if found is not None:
-            out_group[i] = found
+    touched, out_group = _updates(graph, outputs, forward, fwd_groups)
     if not out_group:
         return None
     accuracy = Group("accuracy", "accuracy", top + 1, "correct count")
@@ -155,9 +127,43 @@ def step_groups(graph: Graph) -> dict[Node, Group] | None:
                 order = max(order, max(reads))
             backward.append(node)
             groups[node] = backward_of(by_order[order])
-    # Layers without parameters (S2, S4) have no parameter gradient of their own: the backward
-    # nodes of the layer below them that are made before that layer reads its own forward
-    # values are theirs (autodiff makes nodes in reverse layer order).
+    _backward_of_parameterless(groups, backward, fwd_groups, by_order, backward_of)
+    return groups
+
+
+def _updates(graph: Graph, outputs, forward: set, fwd_groups) -> tuple[set, dict[int, Group]]:
+    """The update's nodes (those that read the rate or optimizer state: leaves no forward node
+    reads) and, per later output, the parameter group it updates."""
+    touched = {n for n in graph.variables() if n not in forward}
+    for node in graph.nodes:
+        if node not in forward and any(s in touched for s in node.src):
+            touched.add(node)
+    param_group = {node.name: g for node, g in fwd_groups.items() if node.op == "param"}
+    out_group: dict[int, Group] = {}
+    for i, out in enumerate(outputs[1:], start=1):
+        if out in forward or out not in touched:
+            continue
+        found = None
+        for node in toposort(out):
+            if node in touched and not node.is_leaf:
+                for s in node.src:
+                    if s.op == "param" and s.name in param_group:
+                        found = param_group[s.name]
+                    elif s.is_leaf and s.name and s not in forward:
+                        owner = next((p for p in param_group if s.name.startswith(p + ".")), None)
+                        if owner is not None:
+                            found = param_group[owner]
+            if found is not None:
+                break
+        if found is not None:
+            out_group[i] = found
+    return touched, out_group
+
+
+def _backward_of_parameterless(groups, backward, fwd_groups, by_order, backward_of) -> None:
+    """Layers without parameters (S2, S4) have no parameter gradient of their own: the backward
+    nodes of the layer below them that are made before that layer reads its own forward values
+    are theirs (autodiff makes nodes in reverse layer order)."""
     first_read: dict[int, int] = {}
     for node in backward:
         order = groups[node].order
@@ -170,7 +176,6 @@ def step_groups(graph: Graph) -> dict[Node, Group] | None:
                 and node.uid < first_read[order] \
                 and not any(s in fwd_groups for s in node.src):
             groups[node] = backward_of(above)
-    return groups
 
 
 def chain_groups(graph: Graph) -> dict[Node, Group] | None:
@@ -227,32 +232,45 @@ STYLE = {
 
 def build_network(dot, graph: Graph, groups: dict[Node, Group]):
     """Add the boxes, the inputs and the edges between them to `dot` (a graphviz.Digraph)."""
-    from gradviz.render.dot import _font, _table, node_id
-
     forward = set(toposort(graph.outputs[0]))
+    groups = _with_leaves(graph, groups, forward)
+    members: dict[Group, list[Node]] = {}
+    for node in graph.nodes:
+        if node in groups:
+            members.setdefault(groups[node], []).append(node)
+    key = _box_keys(graph, groups)
+    _draw_boxes(dot, graph, groups, members, forward, key)
+    _arrange_columns(dot, graph, groups, members, key)
+    _draw_edges(dot, graph, groups, key)
+    return {g.kind for g in members}
+
+
+def _with_leaves(graph: Graph, groups: dict[Node, Group], forward: set) -> dict[Node, Group]:
+    """`groups` plus the leaves that belong in a box: the learning rate joins the optimizer's
+    shared nodes (Adam's step count) when there are some, so one box is what every update reads;
+    leaves used by one box only go into it (parameters, optimizer state, masks, constants);
+    constants used by several are left out; inputs (x, target, lr) stay visible."""
     users: dict[Node, set] = {}
     for node in graph.nodes:
         for s in node.src:
             users.setdefault(s, set()).add(groups.get(node))
     groups = dict(groups)
-    # the learning rate joins the optimizer's shared nodes (Adam's step count) when there are
-    # some: one box that every update reads
     shared = next((g for g in groups.values() if g.kind == "optimizer"), None)
     if shared is not None:
         for node in graph.variables():
             if node.op == "var" and node.name == "lr" and node not in forward:
                 groups[node] = shared
-    # leaves used by one box only go into it (parameters, optimizer state, masks, constants);
-    # constants used by several are left out; inputs (x, target, lr) stay visible
     for node in graph.nodes:
         if node.is_leaf and node not in groups:
             homes = users.get(node, set()) - {None}
             if len(homes) == 1 and (node.op != "var" or "." in (node.name or "")):
                 groups[node] = next(iter(homes))
-    members: dict[Group, list[Node]] = {}
-    for node in graph.nodes:
-        if node in groups:
-            members.setdefault(groups[node], []).append(node)
+    return groups
+
+
+def _box_keys(graph: Graph, groups: dict[Node, Group]):
+    """node -> the DOT id of its box (its group's, or its own), None for a constant left out."""
+    from gradviz.render.dot import node_id
 
     def key(node: Node) -> str | None:
         if node in groups:
@@ -260,6 +278,11 @@ def build_network(dot, graph: Graph, groups: dict[Node, Group]):
         if node.op == "const":
             return None
         return node_id(graph, node)
+    return key
+
+
+def _draw_boxes(dot, graph: Graph, groups, members, forward: set, key) -> None:
+    from gradviz.render.dot import _font, _table
 
     kinds = {"forward": 0, "loss": 0, "accuracy": 3, "backward": 1, "update": 2, "optimizer": 2}
     for group in sorted(members, key=lambda g: (kinds[g.kind], g.order)):
@@ -271,9 +294,13 @@ def build_network(dot, graph: Graph, groups: dict[Node, Group]):
         if node.shape:
             rows.append(_font("x".join(map(str, node.shape)), MUTED, DETAIL_PT))
         dot.node(key(node), _table(rows), **FAMILIES["var" if node.op == "var" else "param"])
-    # columns: a layer, its backward box and its update share a rank
-    # (the loss and the correct count beside the output layer, the input beside the first: a
-    # rank less each way, which is what makes LeNet-5's step fit a slide)
+
+
+def _arrange_columns(dot, graph: Graph, groups, members, key) -> None:
+    """Columns: a layer, its backward box and its update share a rank (the loss and the correct
+    count beside the output layer, the input beside the first: a rank less each way, which is
+    what makes LeNet-5's step fit a slide); within a column: backward | input | layer | update,
+    by invisible edges."""
     ranks: dict[int, list[str]] = {}
     top = max(g.order for g in members if g.kind == "forward")
     for group in members:
@@ -288,7 +315,6 @@ def build_network(dot, graph: Graph, groups: dict[Node, Group]):
     for order in sorted(ranks):
         if len(ranks[order]) > 1:
             dot.body.append("\t{rank=same; " + "; ".join(ranks[order]) + "}\n")
-    # within a column: backward | input | layer | update, by invisible edges
     for order in sorted(ranks):
         row = {g.kind: key(members[g][0]) for g in members
                if (g.order == order and g.kind in ("forward", "backward", "update"))
@@ -298,6 +324,11 @@ def build_network(dot, graph: Graph, groups: dict[Node, Group]):
         line = [k for k in line if k]
         for a, b in zip(line, line[1:]):
             dot.edge(a, b, style="invis")
+
+
+def _draw_edges(dot, graph: Graph, groups, key) -> None:
+    """One edge per pair of boxes; backward edges point back along the chain (dir=back), so no
+    two boxes have arrows both ways."""
     seen = set()
     for node in graph.nodes:
         for s in node.src:
@@ -323,4 +354,3 @@ def build_network(dot, graph: Graph, groups: dict[Node, Group]):
                 dot.edge(b, a, dir="back", **attrs)
             else:
                 dot.edge(a, b, **attrs)
-    return {g.kind for g in members}
