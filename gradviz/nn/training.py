@@ -882,31 +882,8 @@ class Trainer:
             built_before = self.build_seconds
             lr = self.schedule(epoch)
             self.reporter.epoch_start(epoch + 1, config.epochs, batches)
-            # A compiled step may update parameters in place: keep the epoch's start, so that
-            # a non-finite loss can be traced by replaying the epoch up to the bad step.
-            start = None if self.device == "numpy" else (
-                _copy(params), _copy(state), rng.bit_generator.state)
-            order = rng.permutation(n)
-            loss_sum, correct, seen = 0.0, 0.0, 0
-            batch_done = getattr(self.reporter, "batch_done", None)
-            for b in range(batches):
-                step, runner, feeds = self._batch(order, b, batch, lr, params, state, rng,
-                                                  T_train)
-                out = runner(feeds)
-                loss = float(out[0])
-                if not math.isfinite(loss):
-                    if start is not None:
-                        step, feeds = self._replay(start, b, batch, lr, T_train)
-                    raise NonFiniteLoss(self._nonfinite_message(step, feeds, loss, epoch, b))
-                loss_sum += loss * step.batch
-                if step.correct is not None:
-                    correct += float(out[1])
-                _apply(step, out, params, state)
-                seen += step.batch
-                if batch_done is not None:
-                    batch_done(loss_sum / seen, seen, time.perf_counter() - epoch_started)
-                else:
-                    self.reporter.batch_end()
+            loss_sum, correct = self._train_epoch(epoch, lr, params, state, rng, T_train,
+                                                  batch, batches, epoch_started)
             train_seconds += time.perf_counter() - epoch_started - (self.build_seconds
                                                                     - built_before)
             samples += n
@@ -943,6 +920,37 @@ class Trainer:
                            samples / train_seconds if train_seconds > 0 else None,
                            trained, first_epoch if self.resume else None, _host(params),
                            self.build_seconds, self.device_reason, self.compile_seconds)
+
+    def _train_epoch(self, epoch: int, lr: float, params: dict, state: dict, rng, T_train,
+                     batch: int, batches: int, epoch_started: float) -> tuple[float, float]:
+        """One pass over the training split in a fresh order, updating `params` and `state`;
+        returns the summed loss and the number of correct predictions."""
+        n = len(self.dataset.X_train)
+        # A compiled step may update parameters in place: keep the epoch's start, so that
+        # a non-finite loss can be traced by replaying the epoch up to the bad step.
+        start = None if self.device == "numpy" else (
+            _copy(params), _copy(state), rng.bit_generator.state)
+        order = rng.permutation(n)
+        loss_sum, correct, seen = 0.0, 0.0, 0
+        batch_done = getattr(self.reporter, "batch_done", None)
+        for b in range(batches):
+            step, runner, feeds = self._batch(order, b, batch, lr, params, state, rng, T_train)
+            out = runner(feeds)
+            loss = float(out[0])
+            if not math.isfinite(loss):
+                if start is not None:
+                    step, feeds = self._replay(start, b, batch, lr, T_train)
+                raise NonFiniteLoss(self._nonfinite_message(step, feeds, loss, epoch, b))
+            loss_sum += loss * step.batch
+            if step.correct is not None:
+                correct += float(out[1])
+            _apply(step, out, params, state)
+            seen += step.batch
+            if batch_done is not None:
+                batch_done(loss_sum / seen, seen, time.perf_counter() - epoch_started)
+            else:
+                self.reporter.batch_end()
+        return loss_sum, correct
 
     def _note(self, text: str) -> None:
         note = getattr(self.reporter, "note", None)
