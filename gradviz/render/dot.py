@@ -280,6 +280,19 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = 
         return _build_collapsed(finish([]), graph, marks, layers, hidden)
     titles = network.cluster_titles(graph, layers) if clusters and not kernels else {}
 
+    _add_nodes(dot, graph, marks, namer, layers, hidden, titles)
+    _add_edges(dot, graph, marks, hidden)
+    shown = [kind for kind, present in (
+        ("values", marks.values), ("grads", marks.grads), ("local", marks.local or marks.formulas),
+        ("kink", "kink" in marks.checks.values()), ("wrong", "wrong" in marks.checks.values()))
+        if present]
+    return finish([VALUE_LEGEND[k] for k in shown])
+
+
+def _add_nodes(dot, graph: Graph, marks: Marks, namer, layers, hidden, titles) -> None:
+    """Every shown node, in a dashed cluster per layer (unclustered nodes first)."""
+    import graphviz
+
     by_layer: dict[str, list[Node]] = {}
     for node in graph.nodes:
         if node in hidden:
@@ -307,6 +320,10 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = 
             target.node(node_id(graph, node), _table(rows), **attrs)
         if layer:
             dot.subgraph(target)
+
+
+def _add_edges(dot, graph: Graph, marks: Marks, hidden) -> None:
+    """One edge per operand (`x*x` has two), labelled with its local derivative and gradient."""
     for node in graph.nodes:
         if node in hidden:
             continue
@@ -318,11 +335,6 @@ def build(graph: Graph, marks: Marks, *, clusters: bool = True, kernels: bool = 
             if marks.highlight is node:
                 attrs.update(color=HIGHLIGHT, penwidth="2")
             dot.edge(node_id(graph, s), node_id(graph, node), **attrs)
-    shown = [kind for kind, present in (
-        ("values", marks.values), ("grads", marks.grads), ("local", marks.local or marks.formulas),
-        ("kink", "kink" in marks.checks.values()), ("wrong", "wrong" in marks.checks.values()))
-        if present]
-    return finish([VALUE_LEGEND[k] for k in shown])
 
 
 #: A gate is a circle while its widest line has at most this many characters, else a rounded
