@@ -209,7 +209,7 @@ def curves_svg(history, title: str = "") -> str | None:
         return None
     import io
 
-    from gradviz.nn.training import curves_figure
+    from gradviz.nn.history import curves_figure
 
     buffer = io.StringIO()
     curves_figure(history, title).savefig(buffer, format="svg")

@@ -37,7 +37,7 @@ def parse_hidden(text: str | None) -> tuple[int, ...] | None:
 
 def _num(value: float) -> str:
     """A loss: 4 decimals, or 4 significant digits from 10,000 on."""
-    from gradviz.nn.training import format_loss
+    from gradviz.nn.history import format_loss
 
     return format_loss(value)
 
@@ -180,7 +180,7 @@ class ConsoleReporter:
 
             click.echo(json.dumps(asdict(record)))
             return
-        from gradviz.nn.training import epoch_line, epochs_shown
+        from gradviz.nn.history import epoch_line, epochs_shown
 
         every = self.every or epochs_shown(epochs)
         if self._first is None:
@@ -195,7 +195,7 @@ class ConsoleReporter:
         if self.as_json:
             return
         if self._pending is not None:  # the epoch the run stopped at
-            from gradviz.nn.training import epoch_line
+            from gradviz.nn.history import epoch_line
 
             click.echo(epoch_line(*self._pending))
             self._pending = None
@@ -381,7 +381,7 @@ def _start_line(trainer, config) -> str:
 
 def _draw(result, config, regions, plot: str | None, plot_regions: str | None) -> None:
     """The loss curves (--plot) and the final decision regions (--plot-regions)."""
-    from gradviz.nn.training import plot_curves
+    from gradviz.nn.history import plot_curves
 
     if plot is not None:
         plot_curves(result.history, plot, title=f"{config.model} on {config.data}")

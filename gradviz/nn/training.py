@@ -20,19 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import importlib.util
-import io
 import math
 import os
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from gradviz.nn import checkpoints as ckpt
+# curves_figure and plot_curves are re-exported: `from gradviz.nn.training import plot_curves`
+from gradviz.nn.history import (EpochRecord, History, curves_figure, epoch_line,  # noqa: F401
+                                epochs_shown, format_loss, plot_curves)
+from gradviz.nn.sources import (BUILTIN_DATA, absolute_config, absolute_data, source_records,
+                                trusted_source)
 from gradviz.errors import GradvizError
 from gradviz.nn.optim import LRSchedule, get_optimizer
 from gradviz.nn.step import (CLASSIFICATION, EvalStep, RunSize, TrainStep, build_eval_step,
@@ -99,7 +101,7 @@ def data_kind(data: str) -> str:
     """The built-in data set a spec names (`spiral:classes=5` -> spiral, `mnist:DIR` -> mnist),
     or "" for a file."""
     key = str(data).partition(":")[0].strip().lower()
-    return key if key in _BUILTIN_DATA else ""
+    return key if key in BUILTIN_DATA else ""
 
 
 def default_settings(model: str, data: str) -> dict:
@@ -219,95 +221,6 @@ def _show(value) -> str:
 
 
 @dataclass
-class EpochRecord:
-    """Metrics of one epoch (1-based `epoch`); accuracies are None for regression."""
-
-    epoch: int
-    lr: float
-    train_loss: float
-    train_accuracy: float | None
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float
-
-
-_HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                   "seconds")
-
-
-@dataclass
-class History:
-    """Per-epoch metrics as lists, one entry per epoch (resumed ones included), ready to plot:
-    `plt.plot(h.epoch, h.val_loss)`. It is also a sequence of `EpochRecord`s (`h[-1].train_loss`,
-    `for record in h`), prints as a table, and `h.plot()` draws loss and accuracy curves.
-    `best_epoch` is the epoch with the lowest validation loss (training loss without a
-    validation split); `stopped_early` says whether `--patience` ended the run."""
-
-    epoch: list[int] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    train_accuracy: list[float | None] = field(default_factory=list)
-    val_loss: list[float | None] = field(default_factory=list)
-    val_accuracy: list[float | None] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
-    stopped_early: bool = False
-
-    @classmethod
-    def of(cls, records) -> "History":
-        history = cls()
-        for record in records:
-            history.append(record)
-        return history
-
-    def append(self, record: EpochRecord) -> None:
-        for name in _HISTORY_FIELDS:
-            getattr(self, name).append(getattr(record, name))
-
-    def records(self) -> list[EpochRecord]:
-        return [self[i] for i in range(len(self))]
-
-    def __len__(self) -> int:
-        return len(self.epoch)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
-        return EpochRecord(**{name: getattr(self, name)[index] for name in _HISTORY_FIELDS})
-
-    def __iter__(self):
-        return iter(self.records())
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def monitored(self) -> list[float]:
-        """The loss early stopping watches: validation loss, or training loss without it."""
-        return [v if v is not None else t for v, t in zip(self.val_loss, self.train_loss)]
-
-    def table(self) -> str:
-        """One line per epoch, as `gradviz train` prints them."""
-        epochs = self.epoch[-1] if self.epoch else 0
-        return "\n".join(epoch_line(r, epochs) for r in self)
-
-    def __str__(self) -> str:
-        return self.table()
-
-    def plot(self, path: str | os.PathLike | None = None, title: str = ""):
-        """Loss and accuracy curves: written to `path` (.png, .svg, .pdf) when given, else
-        returned as a matplotlib Figure (which a notebook shows)."""
-        if path is not None:
-            return plot_curves(self, path, title)
-        return curves_figure(self, title)
-
-    def _repr_svg_(self) -> str | None:
-        """In a notebook: the curves (see gradviz.notebook)."""
-        from gradviz.notebook import curves_svg
-
-        return curves_svg(self)
-
-
-@dataclass
 class TrainResult:
     """What a run produced: the history of every epoch trained so far (resumed ones included),
     final test metrics, timing, and the trained parameter values by name."""
@@ -387,39 +300,6 @@ class Silent:
         pass
 
 
-def format_loss(value: float) -> str:
-    """A loss: 4 decimals, or 4 significant digits from 10,000 on."""
-    from gradviz.core.text import format_number
-
-    return format_number(value, 4, decimals=4, fixed_below=1e4, exact_integers=False)
-
-
-def epoch_line(record: EpochRecord, epochs: int) -> str:
-    """`epoch  3/20  loss 0.1234  acc  96.10%  val loss ...  lr 0.001  0.1 s`."""
-    width = len(str(epochs))
-    parts = [f"epoch {record.epoch:>{width}}/{epochs}", f"loss {format_loss(record.train_loss)}"]
-    if record.train_accuracy is not None:
-        parts.append(f"acc {100 * record.train_accuracy:6.2f}%")
-    if record.val_loss is not None:
-        parts.append(f"val loss {format_loss(record.val_loss)}")
-    if record.val_accuracy is not None:
-        parts.append(f"val acc {100 * record.val_accuracy:6.2f}%")
-    parts.append(f"lr {record.lr:.3g}")
-    parts.append(f"{record.seconds:.1f} s")
-    return "  ".join(parts)
-
-
-def epochs_shown(epochs: int) -> int:
-    """Print one epoch line in this many (and the first and last): every epoch up to 30, then
-    a round step giving at most about 20 lines (100 epochs: every 10th)."""
-    if epochs <= 30:
-        return 1
-    for step in (2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000):
-        if epochs / step <= 20:
-            return step
-    return 10000
-
-
 class PrintReporter(Silent):
     """Epoch lines on stdout (`Trainer(verbose=True)`): the first, one in `every` (default:
     `epochs_shown`), the last, and notes such as the early stop."""
@@ -480,119 +360,6 @@ def _model_spec(name: str) -> dict | None:
     if name in MODELS or name.lower().endswith(".onnx"):  # an ONNX file is referred to by path
         return None
     return load_model_file(name)
-
-
-# -- files a run reads ----------------------------------------------------------------------------
-# A checkpoint records the data and model files a run read: absolute paths and a SHA-256 of their
-# contents. A later command opens such a path from a checkpoint only when the user names it on
-# the command line, or when the file still has the recorded fingerprint (a checkpoint edited to
-# name another file, /etc/passwd say, is refused without that file being parsed or shown).
-_BUILTIN_DATA = ("and", "or", "xor", "spiral", "moons", "circles", "digits", "heights", "mnist",
-                 "fashion-mnist")
-
-
-def _data_location(spec: str) -> tuple[str, list[Path]] | None:
-    """(the spec with an absolute path, the files it reads) for a data spec naming files; None
-    for a built-in or fetched data set."""
-    name, _, rest = spec.partition(":")
-    key = name.strip().lower()
-    if key in ("mnist", "fashion-mnist"):
-        if not rest.strip():
-            return None
-        from gradviz.data.idx import MNIST_FILES, find_mnist_file
-
-        directory = os.path.abspath(os.path.expanduser(rest.strip()))
-        files = [find_mnist_file(Path(directory), role) for role in MNIST_FILES]
-        return f"{key}:{directory}", [f for f in files if f is not None]
-    if key in _BUILTIN_DATA:
-        return None
-    path = os.path.abspath(os.path.expanduser(spec.strip()))
-    return path, [Path(path)]
-
-
-def _model_location(name: str) -> tuple[str, list[Path]] | None:
-    """(absolute path, [the file]) for a model file; None for a named model."""
-    from gradviz.nn.models import MODELS
-
-    if name in MODELS or not (name.lower().endswith((".json", ".yaml", ".yml", ".onnx"))
-                              or os.sep in name):
-        return None
-    path = os.path.abspath(os.path.expanduser(name))
-    return path, [Path(path)]
-
-
-_LOCATIONS = {"data": _data_location, "model": _model_location}
-
-
-def absolute_config(config: TrainConfig) -> TrainConfig:
-    """`config` with the data and model files named by absolute paths."""
-    changes = {}
-    for field_name, locate in _LOCATIONS.items():
-        found = locate(getattr(config, field_name))
-        if found is not None:
-            changes[field_name] = found[0]
-    return dataclasses.replace(config, **changes) if changes else config
-
-
-def _absolute_data(spec: str) -> str:
-    found = _data_location(spec)
-    return spec if found is None else found[0]
-
-
-def _fingerprint(files: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def source_records(config: TrainConfig, data: bool = True, model: bool = True) -> dict:
-    """{"data": record or None, "model": record or None}: each file-based source's absolute
-    spec and SHA-256, for a checkpoint (`data`/`model` False: the caller passed its own)."""
-    out = {}
-    for field_name, locate in _LOCATIONS.items():
-        found = locate(getattr(config, field_name)) if {"data": data, "model": model}[
-            field_name] else None
-        if found is None:
-            out[field_name] = None
-            continue
-        spec, files = found
-        try:
-            out[field_name] = {"spec": spec, "sha256": _fingerprint(files)}
-        except OSError as exc:
-            raise GradvizError(f"cannot read {field_name} {spec}: {exc.strerror or exc}") \
-                from None
-    return out
-
-
-def trusted_source(meta: dict, field_name: str, checkpoint) -> str:
-    """The data spec or model name of a checkpoint's configuration, safe to open: a built-in
-    name as it is; a file only at its recorded absolute path and with its recorded SHA-256."""
-    value = meta["config"][field_name]
-    if _LOCATIONS[field_name](value) is None:
-        return value
-    record = (meta.get("sources") or {}).get(field_name)
-    what = "data" if field_name == "data" else "model file"
-    if not isinstance(record, dict) or not isinstance(record.get("spec"), str) \
-            or not isinstance(record.get("sha256"), str):
-        raise GradvizError(f"checkpoint {checkpoint} names the {what} {value!r} without a "
-                           f"fingerprint of it; name it with --{field_name}")
-    if _LOCATIONS[field_name](value)[0] != record["spec"]:
-        raise GradvizError(f"corrupt checkpoint {checkpoint}: its {what} {value!r} is not the one "
-                           "it has a fingerprint of; name it with --" + field_name)
-    found = _LOCATIONS[field_name](record["spec"])
-    try:
-        same = found is not None and found[1] and _fingerprint(found[1]) == record["sha256"]
-    except OSError:
-        same = False
-    if not same:
-        raise GradvizError(f"the {what} {record['spec']} that checkpoint {checkpoint} was "
-                           f"trained on is missing or has changed; name it with --{field_name} "
-                           "to use it anyway")
-    return record["spec"]
 
 
 def check_model_size(model, name: str) -> int:
@@ -1209,7 +976,7 @@ def evaluation_report(checkpoint: str, data: str | None = None, target: str | No
         data = trusted_source({"config": config.to_dict(), "sources": trained.sources},
                               "data", checkpoint)
         target = config.target if target is None else target
-    elif _absolute_data(data) == _absolute_data(config.data):
+    elif absolute_data(data) == absolute_data(config.data):
         target = config.target if target is None else target
     spec = dataclasses.replace(config, data=data, target=target,
                                seed=config.seed if seed is None else seed)
@@ -1229,50 +996,3 @@ def evaluation_report(checkpoint: str, data: str | None = None, target: str | No
         report["class_names"] = list(trained.class_names)
         report["confusion"] = result["confusion"].tolist()
     return report
-
-
-def plot_curves(history, path: str | os.PathLike, title: str = "") -> None:
-    """Write loss and accuracy curves per epoch (a `History` or a list of `EpochRecord`s) to an
-    image (format from the file extension: png, svg, pdf), atomically."""
-    path = os.fspath(path)
-    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    if fmt not in ("png", "svg", "pdf"):
-        raise GradvizError(f"--plot writes .png, .svg or .pdf files, not {path!r}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    fig = curves_figure(history, title)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=100)
-    from gradviz.files import write_atomic
-
-    write_atomic(path, buffer.getvalue())
-
-
-def curves_figure(history, title: str = ""):
-    """A matplotlib Figure with loss and accuracy curves per epoch (not shown, not saved)."""
-    history = list(history)
-    if not history:
-        raise GradvizError("no epochs to plot")
-    from matplotlib.figure import Figure
-
-    epochs = [r.epoch for r in history]
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r.train_loss for r in history], "o-", label="train")
-    if any(r.val_loss is not None for r in history):
-        loss_ax.plot(epochs, [r.val_loss for r in history], "s--", label="validation")
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    loss_ax.legend()
-    if any(r.train_accuracy is not None for r in history):
-        acc_ax.plot(epochs, [100 * r.train_accuracy for r in history], "o-", label="train")
-        if any(r.val_accuracy is not None for r in history):
-            acc_ax.plot(epochs, [100 * r.val_accuracy for r in history], "s--",
-                        label="validation")
-        acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-        acc_ax.legend()
-    else:
-        acc_ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    return fig
