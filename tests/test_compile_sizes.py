@@ -31,7 +31,8 @@ def test_size_is_an_int_that_remembers_its_formula():
     assert area == 161 and isinstance(area, Size) and repr(area) == "161" and f"{area}" == "161"
     assert code(area) == "((d_batch * d_width) + 1)"
     with as_code():
-        assert f"{area}" == "((d_batch * d_width) + 1)" and "{0}".format(1 / batch) == "(1 / d_batch)"
+        assert f"{area}" == "((d_batch * d_width) + 1)"
+        assert "{0}".format(1 / batch) == "(F(1) / F(d_batch))"   # divided in the code's type
     assert (batch - 7.0) == 25.0 and not isinstance(batch - 7.0, Size)   # floats give floats
     assert np.empty((batch, width)).shape == (32, 5)
     assert broadcast_shapes((batch, 1), (width,)) == (32, 5)

@@ -98,15 +98,17 @@ class Size(int):
     def __neg__(self):
         return Size(-int(self), f"(-{self.expr})", self.symbols)
 
+    # A ratio's formula divides in the code's own float type (`F`): a float64 division in a
+    # float32 CUDA kernel would be float64 arithmetic on the GPU.
     def __truediv__(self, other):
         if not isinstance(other, (int, float)) or isinstance(other, bool):
             return NotImplemented
-        return SizeRatio(int(self) / other, f"({self.expr} / {code(other)})", self.symbols)
+        return SizeRatio(int(self) / other, f"(F({self.expr}) / F({code(other)}))", self.symbols)
 
     def __rtruediv__(self, other):
         if not isinstance(other, (int, float)) or isinstance(other, bool):
             return NotImplemented
-        return SizeRatio(other / int(self), f"({code(other)} / {self.expr})", self.symbols)
+        return SizeRatio(other / int(self), f"(F({code(other)}) / F({self.expr}))", self.symbols)
 
     def __pos__(self):
         return self
@@ -160,7 +162,7 @@ class SizeRatio(float):
         if isinstance(other, bool) or not isinstance(other, (int, float)):
             return NotImplemented
         symbols = {**self.symbols, **getattr(other, "symbols", {})}
-        return SizeRatio(float(self) * other, f"({self.expr} * {code(other)})", symbols)
+        return SizeRatio(float(self) * other, f"({self.expr} * F({code(other)}))", symbols)
 
     __rmul__ = __mul__
 
@@ -218,6 +220,14 @@ def symbols_of(*values) -> dict[str, int]:
     return found
 
 
+def graph_sizes(nodes) -> dict[str, int]:
+    """The named sizes that `nodes`' shapes and attributes use, sorted by name: the size
+    arguments of code generated for them, with their values."""
+    nodes = list(nodes)
+    found = symbols_of(*(n.shape for n in nodes), *(v for n in nodes for v in n.attrs.values()))
+    return dict(sorted(found.items()))
+
+
 def plain(x):
     """`x` with every `Size` in it (nested tuples and lists too) replaced by its value."""
     if isinstance(x, Size):
@@ -243,3 +253,20 @@ def broadcast_shapes(*shapes) -> tuple:
             if isinstance(d, Size) and int(d) == out[axis] and not isinstance(out[axis], Size):
                 out[axis] = d
     return tuple(out)
+
+
+def size_min(*values):
+    """`min(values)`, written `min(...)` when one of them is a named size: for host-side code
+    such as a launch geometry (not for kernels: Numba's CUDA target cannot compile `min`)."""
+    value = min(int(v) for v in values)
+    if not any(isinstance(v, Size) for v in values):
+        return value
+    return Size(value, f"min({', '.join(code(v) for v in values)})", symbols_of(*values))
+
+
+def size_max(*values):
+    """`max(values)`, written `max(...)` when one of them is a named size (see `size_min`)."""
+    value = max(int(v) for v in values)
+    if not any(isinstance(v, Size) for v in values):
+        return value
+    return Size(value, f"max({', '.join(code(v) for v in values)})", symbols_of(*values))

@@ -12,7 +12,7 @@ import pytest
 
 import gradviz as gv
 from gradviz.compiler.cuda.kernels import LaunchConfig
-from gradviz.compiler.cuda.backend import cuda_schedule, generate, simulator_enabled
+from gradviz.compiler.cuda.backend import LAUNCHES, cuda_schedule, generate, simulator_enabled
 from gradviz.ops import conv as nn
 
 pytestmark = pytest.mark.nvvm
@@ -47,7 +47,7 @@ def ptx_of(cuda, monkeypatch):
 
     def compile_all(outputs, updates=None, config=LaunchConfig()):
         source = generate(cuda_schedule(outputs, updates), "float32", config)
-        source = source[:source.index("\nwith warnings")]   # no launches: nothing runs
+        source = source[:source.index(LAUNCHES)]   # no launches: nothing runs
         found = {}
 
         def jit(signature=None, device=False, cache=False):
@@ -116,4 +116,20 @@ def test_one_op_kernels(ptx_of):
                    config=split)
     assert any("atomic.max" in s for s, _ in found.values())
     assert sum("atomic.add" in s for s, _ in found.values()) == 2
+    _float64_free(found)
+
+
+def test_structure_keyed_training_step(ptx_of):
+    """A training step built with named sizes (batch, widths: core/sizes.py) takes them as int64
+    kernel arguments; a mean's 1/batch is divided in float32, so no kernel computes in float64."""
+    from gradviz.nn.models import build_model
+    from gradviz.nn.optim import Adam
+    from gradviz.nn.step import build_train_step
+
+    net = build_model("mlp", (6,), 3, hidden="5")
+    step = build_train_step(net, 4, net.input_shape, optimizer=Adam())
+    updates = dict(zip((*step.params, *step.state), (*step.new_params, *step.new_state)))
+    found = ptx_of(tuple(step.graph.outputs), updates)
+    assert found and all(source.startswith(f"def {name}(d_batch, d_features, d_width0")
+                         for name, (source, _) in found.items())
     _float64_free(found)

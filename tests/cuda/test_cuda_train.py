@@ -90,3 +90,19 @@ def test_a_resumed_cuda_run_ends_bit_exact(tmp_path):
     assert resumed.resumed_from_epoch == 2
     for name, value in straight.params.items():
         np.testing.assert_array_equal(resumed.params[name], value)
+
+
+def test_one_module_serves_other_widths_and_batches():
+    """Kernels keyed by structure: the MLP step at other hidden widths and batch sizes (within
+    the launch geometry's regime) is the same generated module, and computes each size right."""
+    from gradviz.compiler.cuda.backend import compile_cuda
+
+    compiled = []
+    for hidden, batch in [(6, 4), (8, 4), (8, 3)]:   # one matmul tile regime on the simulator
+        model = build_model("mlp", (5,), 3, hidden=(hidden,))
+        _two_steps_agree(model, batch, (5,), "adam")
+        step = build_train_step(model, batch, (5,), optimizer=get_optimizer("adam"))
+        updates = dict(zip((*step.params, *step.state), (*step.new_params, *step.new_state)))
+        compiled.append(compile_cuda(step.graph.outputs, updates))
+    assert len({c.source for c in compiled}) == 1
+    assert len({id(c._module) for c in compiled}) == 1   # imported (and compiled) once

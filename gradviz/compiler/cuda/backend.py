@@ -31,6 +31,7 @@ from gradviz.compiler.schedule import Kernel, Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.interpret import leaf_array, lookup
 from gradviz.core.ir import Node
+from gradviz.core.sizes import as_code, graph_sizes
 
 PRELUDE = '''"""gradviz generated CUDA kernels ({what}). Do not edit: the file name is its content's hash."""
 import warnings
@@ -147,21 +148,35 @@ def _describe(sched: Schedule, nodes) -> str:
 
 
 def _launch(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ",)"
+    return "(" + ", ".join(f"{d}" for d in shape) + ",)"   # f-string: a size's formula
+
+
+#: Where the launches begin in a generated module (the kernels come before).
+LAUNCHES = "\n# -- launches"
 
 
 def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
-    """The module source for `sched`: one kernel per kernel of the schedule, and `run(...)`."""
+    """The module source for `sched`: one kernel per kernel of the schedule, and `run(...)`.
+    Named sizes (core/sizes.py) are written as names: kernels take them as their first
+    arguments and the launch geometry is computed from them, once per set of values, so one
+    module serves every size of the same structure (while the geometry's choices, such as the
+    matmul tile or a split reduction, stay the same)."""
+    with as_code():
+        return _generate(sched, dtype, cfg)
+
+
+def _generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
     names = buffer_names(sched)
+    dims = list(graph_sizes(sched.order))
     lines = [PRELUDE.format(what="simulator" if cfg is SIMULATOR else "cuda", dtype=dtype),
              templates.helpers(dtype, "cuda.jit(device=True)")]
     calls: list[str] = []
-    launches: list[str] = []   # configured once, at import: launching is then a plain call
+    launches: list[str] = []   # configured once per set of sizes: launching is then a plain call
 
     def fill_call(array: str, size: int, value: float) -> str:
         grid, block = launch_1d(size, cfg)
-        launches.append(f"fill{len(launches)} = fill_[{_launch(grid)}, {_launch(block)}]")
-        return f"fill{len(launches) - 1}({array}, {templates.lit(value)})"
+        launches.append(f"fill_[{_launch(grid)}, {_launch(block)}]")
+        return f"launch[{len(launches) - 1}]({array}, {templates.lit(value)})"
 
     for k in sched.kernels:
         if k.kind == "elementwise":
@@ -173,28 +188,36 @@ def generate(sched: Schedule, dtype: str, cfg: LaunchConfig) -> str:
             code = cuda_kernels[k.kind].emit(node, args, names[node], cfg)
         if code.fill is not None:
             calls.append(fill_call(names[k.nodes[0]], k.size, code.fill))
-        signature = ", ".join(f"{dtype}[::1]" for _ in params)
+        params = [*dims, *params]
+        signature = ", ".join("int64" if p in dims else f"{dtype}[::1]" for p in params)
         lines.append(f"\n# kernel {k.index}: {_describe(sched, k.nodes)}")
         lines.append(f'@cuda.jit("void({signature})", cache=True)')
         lines.append(f"def k{k.index}({', '.join(params)}):")
         lines.extend("    " + line for line in code.body)
-        launches.append(f"launch{k.index} = k{k.index}[{_launch(code.grid)}, "
-                        f"{_launch(code.block)}]")
-        calls.append(f"launch{k.index}({', '.join(params)})")
+        launches.append(f"k{k.index}[{_launch(code.grid)}, {_launch(code.block)}]")
+        calls.append(f"launch[{len(launches) - 1}]({', '.join(params)})")
     for leaf, node in sched.late_updates:
         a = sched.access(node)
         if a.literal:
             calls.append(fill_call(names[leaf], max(leaf.size, 1), a.base.attrs["value"]))
         else:  # a device-to-device copy (the scheduler gives updates contiguous values)
             calls.append(f"{names[leaf]}.copy_to_device({names[a.base]})")
-    if any(launch.startswith("fill") for launch in launches):
+    if any(launch.startswith("fill_") for launch in launches):
         lines.append(FILL.format(dtype=dtype))
+    sizes = ", ".join(dims)
+    lines.append(LAUNCHES)
+    lines.append(f"def _configure({sizes}):")
     # Numba warns about grids under 128 blocks when a launch is configured; a step's small
     # kernels have small grids on purpose
-    lines.append("\nwith warnings.catch_warnings():\n    warnings.simplefilter(\"ignore\")")
-    lines.extend(f"    {launch}" for launch in launches or ["pass"])
-    arguments = [names[n] for n in (*sched.leaves, *sched.constants, *sched.buffers())]
+    lines.append("    with warnings.catch_warnings():\n        warnings.simplefilter(\"ignore\")")
+    lines.append("        return (" + "".join(f"\n            {x}," for x in launches) + ")")
+    lines.append("\n\n_configured = {}")
+    arguments = [*dims, *(names[n] for n in (*sched.leaves, *sched.constants, *sched.buffers()))]
     lines.append(f"\n\ndef run({', '.join(arguments)}):")
+    lines.append(f"    key = ({sizes}{',' if dims else ''})")
+    lines.append("    launch = _configured.get(key)")
+    lines.append("    if launch is None:")
+    lines.append("        launch = _configured[key] = _configure(*key)")
     lines.extend(f"    {c}" for c in calls or ["pass"])
     return "\n".join(lines) + "\n"
 
@@ -225,6 +248,7 @@ class CudaCompiledGraph:
         self.dtype = np.dtype(dtype)
         self.config = cfg or launch_config()
         self.source = generate(sched, self.dtype.name, self.config)
+        self._sizes = tuple(graph_sizes(sched.order).values())
         self._leaves = sched.leaves
         self._constants = [cuda.to_device(np.ascontiguousarray(n.attrs["value"], self.dtype)
                                           .reshape(-1)) for n in sched.constants]
@@ -268,7 +292,8 @@ class CudaCompiledGraph:
         feeds = dict(feeds or {}, **named) if named else (feeds or {})
         values = {leaf: self._device_value(leaf, lookup(leaf, feeds))
                   for leaf in self._leaves}
-        self._run(*values.values(), *self._constants, *self._buffer_of.values())
+        self._run(*self._sizes, *values.values(), *self._constants,
+                  *self._buffer_of.values())
         return [self._output(node, values) for node in self.schedule.outputs]
 
     def _output(self, node: Node, values: dict):

@@ -21,6 +21,7 @@ from typing import Callable
 from gradviz.compiler.cpu.kernels import index, lit
 from gradviz.compiler.schedule import Access
 from gradviz.core.ir import Node
+from gradviz.core.sizes import size_max, size_min
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,9 @@ def _pow2(n: int) -> int:
 
 
 def launch_1d(total: int, cfg: LaunchConfig) -> tuple[tuple[int], tuple[int]]:
-    """(grid, block) of a grid-stride loop over `total` elements."""
-    threads = min(cfg.threads, _ceil(max(total, 1), cfg.warp) * cfg.warp)
-    return (min(cfg.blocks, _ceil(max(total, 1), threads)),), (threads,)
+    """(grid, block) of a grid-stride loop over `total` elements (formulas of named sizes)."""
+    threads = size_min(cfg.threads, _ceil(size_max(total, 1), cfg.warp) * cfg.warp)
+    return (size_min(cfg.blocks, _ceil(size_max(total, 1), threads)),), (threads,)
 
 
 def unravel(var: str, shape, names) -> list[str]:
@@ -251,7 +252,7 @@ def reduction(out: str, n_out: int, n_red: int, setup: list[str], value: list[st
         body.append(f"        {out}[o] = buf[0]")
     # thread 0 reads buf[0] while the others may start the next unit: they write buf[t > 0]
     # only until the next syncthreads, so no extra barrier is needed
-    grid = (min(cfg.blocks, n_out * split),)
+    grid = (size_min(cfg.blocks, n_out * split),)
     fill = None if split == 1 else (0.0 if combine is _SUM else float("-inf"))
     return KernelCode(body, grid, (threads,), fill)
 
