@@ -85,6 +85,12 @@ SPECS: list[OpSpec] = [
            domain=uniform(0.3, 3.0)),
     OpSpec("pow_var", "pow", lambda a, b: a ** b, np.power, (S, S),
            domain=(uniform(0.3, 3.0), uniform(-2, 2))),
+    # pow's gradient halves (d/db = xlogy(a**b, a), d/da = dpow(a, b)); their values at 0 are in
+    # tests/test_pow_edges.py
+    OpSpec("xlogy", "xlogy", gv.xlogy, lambda u, v: u * np.log(v), (S, S),
+           domain=(uniform(-2, 2), uniform(0.3, 3.0))),
+    OpSpec("dpow", "dpow", gv.dpow, lambda a, b: b * a ** (b - 1), (S, S),
+           domain=(uniform(0.3, 3.0), uniform(-2, 2))),
     OpSpec("exp", "exp", gv.exp, np.exp, (S,)),
     OpSpec("log", "log", gv.log, np.log, (S,), domain=uniform(0.2, 4.0)),
     OpSpec("sqrt", "sqrt", gv.sqrt, np.sqrt, (S,), domain=uniform(0.2, 4.0)),

@@ -118,6 +118,11 @@ def _pow_scalar(node, a, b):
 # gives d(a**0)/da = 0 everywhere (0 * a**-1 would be 0 * inf = nan at a = 0), and a constant
 # base 0 gives d(0**b)/db = 0 (0**b is 0 for every b > 0; log(0) * 0 would be nan). Where the
 # maths has no derivative (0**b at b = 0 jumps from inf to 1 to 0) finite differences say so.
+# With both operands variables the same conventions are kept by two helper primitives (below):
+# d/da = dpow(a, b) (b*a**(b-1), 0 where b = 0) and d/db = xlogy(a**b, a) (a**b*log(a), 0 where
+# a**b = 0), so at a = 0, b > 0 both are 0, as PyTorch and autograd give (they are the limits
+# as a -> 0+). Their SymPy rules are the plain formulas, so the backward graph still
+# translates to exactly what sympy.diff gives and the proofs are unchanged.
 def _pow_vjp(node: Node, g: Node):
     a, b = node.src
     bv = const_value(b)
@@ -128,11 +133,13 @@ def _pow_vjp(node: Node, g: Node):
             lowered = a if bv == 2.0 else pow_(a, const(bv - 1.0, a.dtype))
             ga = _scale(g, mul(b, lowered))
     else:
-        ga = _scale(g, mul(b, pow_(a, sub(b, 1.0))))
-    if const_value(a) == 0.0 and a.shape == ():
-        return ga, None
-    gb = _scale(g, mul(log(a), node))  # d(a**b)/db = log(a) * a**b
-    return ga, gb
+        ga = _scale(g, dpow(a, b))
+    av = const_value(a)
+    if av is not None and a.shape == ():
+        if av == 0.0:
+            return ga, None
+        return ga, _scale(g, mul(log(a), node))  # d(a**b)/db = log(a) * a**b
+    return ga, _scale(g, xlogy(node, a))
 
 
 def _pow_scalar_vjp(node, g, y, a, b):
@@ -141,10 +148,12 @@ def _pow_scalar_vjp(node, g, y, a, b):
             return 0.0, 0.0
         lowered = a if b == 2.0 else _pow_scalar(node, a, b - 1.0)
         return g * (b * lowered), 0.0  # a constant exponent gets no gradient
-    ga = g * (b * _pow_scalar(node, a, b - 1.0))
-    if node.src[0].op == "const" and a == 0.0:
-        return ga, 0.0
-    return ga, g * (math.log(a) * y)
+    ga = g * _dpow_scalar(node, a, b)
+    if node.src[0].op == "const":
+        if a == 0.0:
+            return ga, 0.0
+        return ga, g * (math.log(a) * y)
+    return ga, g * _xlogy_scalar(node, y, a)
 
 
 def _pow_sympy(sp, a, b):
@@ -156,6 +165,63 @@ def _pow_sympy(sp, a, b):
 primitive("pow", shape=_same, impl=lambda n, a, b: np.power(a, b), scalar=_pow_scalar,
           vjp=_pow_vjp, scalar_vjp=_pow_scalar_vjp,
           sympy=_pow_sympy, code="{0} ** {1}", style=("**", "gate"))
+
+
+# The two halves of pow's gradient, as primitives so that the conventions at 0 hold in every
+# backend and the backward graph can be differentiated again (their own VJPs are built from
+# pow, log, xlogy and dpow). Their SymPy rules are the formulas without the convention: where
+# it applies, the formula is 0 * inf, whose limit is the convention's 0 (see
+# gradviz.verify.symbolic.value_at).
+# xlogy(u, v) = u*log(v), 0 where u = 0 (scipy's and PyTorch's xlogy): d(a**b)/db is
+# xlogy(a**b, a), 0 at a = 0 for b > 0.
+def _xlogy_np(n, u, v):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(u == 0, 0.0, u * np.log(v)).astype(n.dtype, copy=False)
+
+
+def _xlogy_scalar(n, u, v):
+    return 0.0 if u == 0.0 else u * math.log(v)  # log(v <= 0) raises: NumPy's -inf, nan
+
+
+def _xlogy_vjp(n: Node, g: Node):
+    u, v = n.src
+    return _scale(g, log(v)), _scale(g, div(u, v))
+
+
+primitive("xlogy", shape=_same, impl=_xlogy_np, scalar=_xlogy_scalar, vjp=_xlogy_vjp,
+          scalar_vjp=lambda n, g, y, u, v: (g * math.log(v), g * (u / v)),
+          sympy=lambda sp, u, v: u * sp.log(v), code="({z} if {0} == {z} else {0} * log({1}))",
+          style=("xlogy", "function"))
+
+
+# dpow(a, b) = b*a**(b-1), 0 where b = 0: d(a**b)/da, which is 0 where b = 0 for every a (a**0
+# is 1), also at a = 0 where b*a**(b-1) would be 0 * inf.
+def _dpow_np(n, a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b == 0, 0.0, b * np.power(a, b - 1.0)).astype(n.dtype, copy=False)
+
+
+def _dpow_scalar(n, a, b):
+    return 0.0 if b == 0.0 else b * _pow_scalar(n, a, b - 1.0)
+
+
+def _dpow_vjp(n: Node, g: Node):
+    a, b = n.src
+    lowered = sub(b, 1.0)
+    # d/da = b*(b-1)*a**(b-2); d/db = a**(b-1) + b*a**(b-1)*log(a)
+    return (_scale(g, mul(b, dpow(a, lowered))),
+            _scale(g, add(pow_(a, lowered), xlogy(n, a))))
+
+
+def _dpow_scalar_vjp(n, g, y, a, b):
+    lowered = b - 1.0
+    return (g * (b * _dpow_scalar(n, a, lowered)),
+            g * (_pow_scalar(n, a, lowered) + _xlogy_scalar(n, y, a)))
+
+
+primitive("dpow", shape=_same, impl=_dpow_np, scalar=_dpow_scalar, vjp=_dpow_vjp,
+          scalar_vjp=_dpow_scalar_vjp, sympy=lambda sp, a, b: b * a ** (b - 1),
+          code="({z} if {1} == {z} else {1} * {0} ** ({1} - {one}))", style=("dpow", "function"))
 
 
 # -- unary functions ----------------------------------------------------------------------------
@@ -499,6 +565,18 @@ def div(a, b) -> Node:
 def pow_(a, b) -> Node:
     """a ** b, elementwise; the exponent may be a constant or any node."""
     return _binary("pow", a, b)
+
+
+@builder(parse="xlogy", arity=2, summary="xlogy(x, y) = x*log(y), 0 where x = 0")
+def xlogy(x, y) -> Node:
+    """x * log(y), and 0 where x = 0 (also where y = 0): d(a**b)/db is xlogy(a**b, a)."""
+    return _binary("xlogy", x, y)
+
+
+@builder(parse="dpow", arity=2, summary="dpow(x, y) = y*x**(y-1), 0 where y = 0")
+def dpow(x, y) -> Node:
+    """y * x**(y - 1), and 0 where y = 0 (also where x = 0): d(x**y)/dx."""
+    return _binary("dpow", x, y)
 
 
 @builder(parse="max", arity=None, summary="max(a, b, ...)")

@@ -162,7 +162,7 @@ def _symbolic(alone: Node, v: Node, point: dict) -> float | None:
     except GradvizError:
         return None
     d = symbolic.diff(expr, symbolic.symbol(v.name))
-    value = symbolic.evaluate(d, {k.name: float(x) for k, x in point.items()})
+    value = symbolic.value_at(d, {k.name: float(x) for k, x in point.items()})
     return value if math.isfinite(value) else None
 
 

@@ -574,6 +574,39 @@ def evaluate(expr: sp.Expr, point: Mapping[str, float]) -> float:
     return value.real
 
 
+def value_at(expr: sp.Expr, point: Mapping[str, float]) -> float:
+    """The value of a formula at a point, where it is 0 * inf or 0/0 there its limit: the
+    convention of gradviz's helpers (`xlogy(0, 0)` = 0, `dpow(0, 0)` = 0). So
+    `x**y*log(x)`, d(x**y)/dy, is 0 at x = 0, y = 2, as backprop gives. The limit is taken in
+    one variable at a time, the others held at their (exact) values; both sides, keeping the
+    real ones, which must agree. nan where no such limit exists (or SymPy takes too long)."""
+    value = evaluate(expr, point)
+    if not math.isnan(value):
+        return value
+    exact = {s: number(point[s.name]) for s in expr.free_symbols if s.name in point}
+    for s in sorted(exact, key=str):
+        rest = expr.xreplace({t: v for t, v in exact.items() if t is not s})
+        found = _within(PROOF_SECONDS, _real_limit, rest, s, exact[s])
+        if found is not None:
+            return found
+    return math.nan
+
+
+def _real_limit(expr: sp.Expr, s: sp.Symbol, at: sp.Expr) -> float | None:
+    """The limit of expr as s -> at from the sides where it is real, when they agree."""
+    sides = []
+    for direction in ("+", "-"):
+        try:
+            limit = sp.limit(expr, s, at, direction)
+        except (NotImplementedError, ValueError, TypeError, ZeroDivisionError):
+            continue
+        if limit.is_extended_real and limit.is_number and not limit.has(sp.AccumBounds):
+            sides.append(float(limit))
+    if sides and all(v == sides[0] for v in sides):
+        return sides[0]
+    return None
+
+
 # -- symbolic gradients -----------------------------------------------------------------------
 @dataclass
 class SymbolicGradient:
@@ -588,8 +621,9 @@ class SymbolicGradient:
     proof: Proof
 
     def value(self, point: Mapping[str, float]) -> float:
-        """The formula's value at a point {name: value}."""
-        return evaluate(self.formula, point)
+        """The formula's value at a point {name: value} (its limit where it is 0 * inf or
+        0/0 there: `value_at`)."""
+        return value_at(self.formula, point)
 
     def text(self) -> str:
         """The formula in the expression language (parseable by `gradviz.parse`)."""
