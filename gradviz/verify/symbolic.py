@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -581,12 +582,16 @@ def value_at(expr: sp.Expr, point: Mapping[str, float]) -> float:
     one variable at a time, the others held at their (exact) values; both sides, keeping the
     real ones, which must agree. nan where no such limit exists (or SymPy takes too long)."""
     value = evaluate(expr, point)
-    if not math.isnan(value):
+    if not math.isnan(value) or sp.count_ops(expr) > MAX_SIMPLIFY_OPS:
         return value
     exact = {s: number(point[s.name]) for s in expr.free_symbols if s.name in point}
+    deadline = time.monotonic() + PROOF_SECONDS  # for all the variables together
     for s in sorted(exact, key=str):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
         rest = expr.xreplace({t: v for t, v in exact.items() if t is not s})
-        found = _within(PROOF_SECONDS, _real_limit, rest, s, exact[s])
+        found = _within(left, _real_limit, rest, s, exact[s])
         if found is not None:
             return found
     return math.nan
