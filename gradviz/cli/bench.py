@@ -15,12 +15,13 @@ import click
               show_default=True,
               help="Where the step runs; auto: cuda when there is a GPU, else the compiled CPU "
                    "step (numpy without the compiler).")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="BLAS threads: 2 is fastest on an idle 2-core machine, 1 on a busy one.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Cores the compiled CPU step may use (default: every core this process may "
+                   "use; each step still runs on one if that measures faster).")
 @click.option("--repeats", type=int, default=5, show_default=True,
               help="Timed runs; the median is reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(model: str, batch: int, steps: int, device: str, threads: int, repeats: int,
+def bench(model: str, batch: int, steps: int, device: str, threads: int | None, repeats: int,
           as_json: bool) -> None:
     """Time one training step (forward, loss, backward, SGD update) of MODEL at batch size
     BATCH on DEVICE: the median over REPEATS runs of STEPS steps, after one warm-up step."""

@@ -36,6 +36,10 @@ def _outputs(expression: str, wrt: str | None, grad: bool):
               help="With --model: the device to compile for.")
 @click.option("--optimizer", default=None, metavar="NAME",
               help="With --model: the update rule (default: the data set's, as in train).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --model: the cores the step will use, as `train --threads N` (default: "
+                   "every core this process may use); the parallel and the one-core steps are "
+                   "different code.")
 @click.option("--emit-source", is_flag=True, help="Print the generated kernel source.")
 @click.option("--wrt", default=None, help="Variables to differentiate by (default: all).")
 @click.option("--no-grad", is_flag=True, help="Compile the value only, no gradients.")
@@ -43,8 +47,8 @@ def _outputs(expression: str, wrt: str | None, grad: bool):
               show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the kernel list as JSON.")
 def compile_command(expression: str | None, model: str | None, data: str | None, device: str,
-                    optimizer: str | None, emit_source: bool, wrt: str | None, no_grad: bool,
-                    dtype: str, as_json: bool) -> None:
+                    optimizer: str | None, threads: int | None, emit_source: bool,
+                    wrt: str | None, no_grad: bool, dtype: str, as_json: bool) -> None:
     """Compile EXPRESSION (value and gradients) to a vectorized CPU kernel that evaluates it at
     many points at once. Shows which nodes fused into which kernel, or the source.
 
@@ -53,7 +57,7 @@ def compile_command(expression: str | None, model: str | None, data: str | None,
     if model is not None:
         if expression is not None:
             raise GradvizError("give an EXPRESSION or --model, not both")
-        return _compile_model(model, data or "digits", device, optimizer, as_json)
+        return _compile_model(model, data or "digits", device, optimizer, as_json, threads)
     if expression is None:
         raise GradvizError("missing EXPRESSION (or --model NAME)")
     from gradviz.compiler import source
@@ -78,13 +82,14 @@ def compile_command(expression: str | None, model: str | None, data: str | None,
 
 
 def _compile_model(model: str, data: str, device: str, optimizer: str | None,
-                   as_json: bool) -> None:
+                   as_json: bool, threads: int | None = None) -> None:
     from gradviz.cli.train import ConsoleReporter, report_warm_up
     from gradviz.nn.training import TrainConfig, Trainer
 
     config = TrainConfig(model=model, data=data, optimizer=optimizer)
     reporter = ConsoleReporter(as_json)
     try:
-        report_warm_up(Trainer(config, device=device, reporter=reporter), config, as_json)
+        report_warm_up(Trainer(config, device=device, reporter=reporter,
+                                   threads=threads), config, as_json)
     finally:
         reporter.close()

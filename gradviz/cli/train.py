@@ -260,6 +260,10 @@ def _data_help() -> str:
               help="numpy (reference interpreter), cpu / cuda (compiled with Numba), or auto "
                    "(what finishes first: numpy for small runs, else the compiled step, cuda "
                    "when there is a GPU; the first line says which and why).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Cores the compiled CPU step may use (default: every core this process may "
+                   "use; each step still runs on one if that measures faster, as on a busy "
+                   "machine). Results depend on N.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initialization, shuffling and dropout.")
 @click.option("--checkpoint", metavar="DIR", help="Save a checkpoint into DIR after every epoch.")
@@ -282,7 +286,8 @@ def _data_help() -> str:
                    "to step through them (2-D data sets).")
 @click.pass_context
 def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr_decay, patience,
-          device, seed, checkpoint, resume, every, warm_up, as_json, plot, plot_regions, frames):
+          device, threads, seed, checkpoint, resume, every, warm_up, as_json, plot, plot_regions,
+          frames):
     """Train a model on a data set and report train, validation and test metrics. With no
     flags, each built-in data set gets settings that learn it (docs/training.md has the table
     and the accuracies reached).
@@ -310,7 +315,7 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     reporter = ConsoleReporter(as_json, every)
     try:
         trainer = Trainer(config, device=device, checkpoint=None if warm_up else checkpoint,
-                          resume=resume and not warm_up, reporter=reporter)
+                          resume=resume and not warm_up, reporter=reporter, threads=threads)
         if warm_up:
             return report_warm_up(trainer, config, as_json)
         regions, writer = _regions(trainer, config, plot_regions, frames)

@@ -10,6 +10,7 @@ See docs/compiler.md.
 """
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
 from gradviz.errors import GradvizError
@@ -44,9 +45,13 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
     (default: the graph's). `updates={leaf: node}` writes each node's value into the array
     given for `leaf`. `points=True` compiles a scalar graph to run at many points at once: every
     variable takes an array (they broadcast) and each output is an array of values.
-    `threads`: None leaves thread settings alone; a number sets, for the whole process, how many
-    threads BLAS uses (the matrix products). The generated loops stay serial: BLAS owns the
-    cores (with Numba's thread pool active too, an MLP step ran 3.5x slower on 2 cores).
+    `threads` (CPU): how many cores the step may use; None: every core the process may use
+    (`default_threads()`: its CPU affinity, at most NUMBA_NUM_THREADS). With more than one, the
+    large loops, matrix products, convolutions and pools run on Numba's thread pool, each chunk
+    calling BLAS with one thread: one owner of the cores (see docs/compiler.md). Each call then
+    runs with the faster of `threads` and one thread, measured now and then, so a busy machine
+    costs no more than one thread would; results depend on `threads` only. The BLAS the
+    compiled code calls (SciPy's) is set to one thread for the process.
     Raises GradvizError naming primitives with no lowering.
     """
     if device not in DEVICES:
@@ -60,30 +65,43 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
         return compile_cuda(outputs, updates, dtype=dtype)
     from gradviz.compiler.cpu.backend import compile_cpu
 
-    if threads is not None:
-        set_threads(threads)
-    return compile_cpu(outputs, updates, dtype=dtype, points=points)
+    threads = default_threads() if threads is None else threads
+    set_threads(threads)
+    return compile_cpu(outputs, updates, dtype=dtype, points=points, threads=threads)
+
+
+def default_threads() -> int:
+    """Every core this process may use (its CPU affinity), at most NUMBA_NUM_THREADS if set."""
+    from gradviz.compiler.cpu.backend import default_threads as found
+
+    return found()
 
 
 def set_threads(threads: int) -> None:
-    """Use `threads` threads in BLAS (every library loaded, SciPy's included: compiled code
-    calls it). Numba's own thread pool is left unstarted: once started, its threads compete
-    with BLAS's on a small machine."""
-    import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS compiled code calls, to limit it)
-    from threadpoolctl import threadpool_limits
-
+    """Prepare the process for compiled steps of `threads` threads: the BLAS compiled code calls
+    (SciPy's, loaded first so that the limit reaches it) runs one thread per call, since the
+    cores belong to Numba's pool, which splits the matrix products itself (two pools on two
+    cores made an MLP step 3.5x slower). NumPy's own BLAS is left alone."""
     if threads < 1:
         raise GradvizError(f"threads must be at least 1, got {threads}")
-    threadpool_limits(limits=threads, user_api="blas")
+    import scipy.linalg.cython_blas as blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    scipy_dir = os.path.dirname(os.path.dirname(os.path.abspath(blas.__file__)))
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        if os.path.abspath(lib.filepath).startswith(scipy_dir):   # scipy.libs/ or scipy/...
+            lib.set_num_threads(1)
 
 
-def source(graph_or_outputs, dtype: str | None = None, *, points: bool = False) -> str:
+def source(graph_or_outputs, dtype: str | None = None, *, points: bool = False,
+           threads: int | None = None) -> str:
     """The Python source `compile` would generate for the CPU (nothing is compiled)."""
     from gradviz.compiler.cpu.backend import cpu_schedule, generate, pick_dtype
 
     outputs, updates = _outputs_and_updates(graph_or_outputs, None)
     sched = cpu_schedule(outputs, updates)
-    return generate(sched, pick_dtype(sched, dtype), points=points)
+    threads = default_threads() if threads is None else threads
+    return generate(sched, pick_dtype(sched, dtype), threads, points=points)
 
 
-__all__ = ["DEVICES", "compile", "set_threads", "source"]
+__all__ = ["DEVICES", "compile", "default_threads", "set_threads", "source"]

@@ -29,10 +29,11 @@ def step_feeds(step, model, seed: int = 0) -> dict:
 
 
 def measure(model: str, batch: int, steps: int, device: str, *, input_shape=None,
-            n_classes: int = 10, threads: int | None = 1, repeats: int = 5) -> dict:
+            n_classes: int = 10, threads: int | None = None, repeats: int = 5) -> dict:
     """Median time of one training step of `model` at `batch` on `device` (numpy, cpu, cuda),
-    over `repeats` runs of `steps` steps each (after one warm-up step). Returns the
-    `bench --json` object: model, device, batch, samples_per_sec, step_ms, compile_s."""
+    over `repeats` runs of `steps` steps each (after one warm-up step). `threads` (cpu): cores
+    the step may use, None for all. Returns the `bench --json` object: model, device, batch,
+    samples_per_sec, step_ms, compile_s."""
     from gradviz.nn.models import build_model
     from gradviz.nn.optim import SGD
     from gradviz.nn.step import build_train_step, make_runner
@@ -44,10 +45,6 @@ def measure(model: str, batch: int, steps: int, device: str, *, input_shape=None
     net = build_model(model, input_shape, n_classes)
     shape = net.input_shape or tuple(input_shape or (1, 28, 28))
     step = build_train_step(net, batch, shape, optimizer=SGD())
-    if threads is not None:
-        from gradviz.compiler import set_threads
-
-        set_threads(threads)
     started = time.perf_counter()
     if device == "cpu":
         from gradviz.compiler import compile as compile_graph

@@ -337,10 +337,11 @@ def _may_have_gpu() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/dxg")
 
 
-def make_runner(target: Graph | TrainStep, device: str) -> Runner:
+def make_runner(target: Graph | TrainStep, device: str, threads: int | None = None) -> Runner:
     """A runner for a graph (or a whole `TrainStep`, whose parameters and state a compiled
     runner may update in place) on a concrete device: numpy, cpu or cuda. The one place the
-    trainer meets the compilers."""
+    trainer meets the compilers. `threads` (cpu): cores the compiled step may use (None: all
+    the process may use; see `gradviz.compiler.compile`)."""
     graph = target.graph if isinstance(target, TrainStep) else target
     if device == "numpy":
         return NumpyRunner(graph)
@@ -351,6 +352,8 @@ def make_runner(target: Graph | TrainStep, device: str) -> Runner:
     except ImportError:
         raise GradvizError(f"--device {device} needs the Numba compiler (gradviz.compiler), "
                            "which this installation does not have; use --device numpy") from None
+    if device == "cpu":
+        return compile_graph(target, device=device, threads=threads)
     return compile_graph(target, device=device)
 
 

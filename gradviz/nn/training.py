@@ -441,7 +441,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, device: str = "auto",
                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
                  reporter: Reporter | None = None, model=None, dataset=None, on_epoch=None,
-                 verbose: bool = False):
+                 verbose: bool = False, threads: int | None = None):
         if resume and checkpoint is None:
             raise GradvizError("--resume needs --checkpoint DIR")
         self.config = config
@@ -454,6 +454,7 @@ class Trainer:
             raise GradvizError(f"{self.checkpoint} already holds a checkpoint; pass --resume to "
                                "continue it, or choose another directory")
         self.on_epoch = on_epoch
+        self.threads = threads   # cores the compiled CPU step may use (None: all it may use)
         self.dataset = dataset if dataset is not None else load_data(config)
         self.model = model if model is not None else build_model(config, self.dataset)
         check_model_size(self.model, config.model)
@@ -488,20 +489,25 @@ class Trainer:
             self.build_seconds += time.perf_counter() - started
         return self._steps[batch]
 
+    def _runner(self, step: TrainStep):
+        if self.threads is None:   # make_runner's default: every core the process may use
+            return make_runner(step, self.device)
+        return make_runner(step, self.device, self.threads)
+
     def _compiled(self, step: TrainStep):
         """The runner of `step` on the device; a compile that the cache does not spare is
         announced to the reporter (`compile_start`/`compile_end`) while it runs."""
         if self.device == "numpy" or importlib.util.find_spec("gradviz.compiler") is None:
-            return make_runner(step, self.device)  # (without the compiler: its error)
+            return self._runner(step)  # (no compiler: its error)
         cached = step_is_cached(step, self.device, strict=True)
         start, end = (getattr(self.reporter, "compile_start", None),
                       getattr(self.reporter, "compile_end", None))
         if cached or start is None:
-            return make_runner(step, self.device)
+            return self._runner(step)
         started = time.perf_counter()
         start(self.device, cached is False)
         try:
-            runner = make_runner(step, self.device)
+            runner = self._runner(step)
         finally:
             seconds = time.perf_counter() - started
             if end is not None:
@@ -616,8 +622,9 @@ class Trainer:
             return self._run()
         # The interpreter runs one small BLAS call per node; OpenBLAS threads on those cost more
         # than they give, and on a busy 2-core machine they made steps 10x slower (measured).
-        # The compiled CPU step too: digits MLP 3,000 samples/s with two threads, 47,000-113,000
-        # with one. Its BLAS is SciPy's, loaded first so that the limit reaches it.
+        # The compiled CPU step too: its cores belong to Numba's pool, which splits the matrix
+        # products into single-threaded BLAS calls (`threads`; see gradviz.compiler.compile).
+        # Its BLAS is SciPy's, loaded first so that the limit reaches it.
         import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import threadpool_limits
 

@@ -6,13 +6,19 @@ which calls them in order. All arrays (leaf values, tensor constants, buffers) a
 structure, whatever its sizes, and Numba's on-disk cache applies. Buffers are allocated once, when the graph is
 compiled, and reused by every call.
 
-Threads: BLAS owns the cores (matrix products are most of the work) and the generated loops are
-serial. `compile_cpu(..., threads=n)` with n > 1 turns the outer loop of large elementwise kernels
-into a `prange`; `gradviz.compile` does not use it, since two thread pools (Numba's and
-OpenBLAS's) on two cores made an MLP step 3.5x slower than either alone.
+Threads: one owner of the cores, Numba's thread pool. With `threads=n > 1` the module is the
+parallel one: large elementwise kernels loop with `prange`, and matrix products, convolutions and
+pools run as `prange` over `nt` fixed chunks (kernels.py), each chunk calling BLAS with one
+thread, so that BLAS's own threads never compete with Numba's (two pools on two cores made an
+MLP step 3.5x slower). `nt` = n is an argument of the generated code; how many threads run the
+chunks is `numba.set_num_threads`, chosen per call by `ThreadGuard` (the faster of n and 1,
+measured, so a busy machine does not make the step slower than one thread), and never changes
+the result. With `threads=1` the module is the serial one.
 """
 from __future__ import annotations
 
+import os
+import statistics
 import time
 from typing import Mapping
 
@@ -31,6 +37,8 @@ from gradviz.core.sizes import as_code, symbols_of
 JIT = 'njit(cache=True, error_model="numpy")'
 CHUNK = 16              # kernels per compiled function (see `generate`)
 PARALLEL_MIN = 1 << 16   # elements; smaller loops do not repay the thread wake-up
+PARALLEL_WORK = 1 << 18  # one-op kernels: multiply-adds (GEMM, convolution) or window reads
+GEMM_SPLIT_MIN = 1 << 20  # multiply-adds per chunk of a split matrix product (kernels.py)
 
 PRELUDE = '''"""gradviz generated kernels ({what}). Do not edit: the file name is its content's hash."""
 import numpy as np
@@ -56,26 +64,55 @@ def _describe(sched: Schedule, nodes) -> str:
 
 
 def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False,
-             chunk: int = 0) -> str:
+             chunk: int = 0, parallel_min: int | None = None) -> str:
     """The module source for `sched`. With `points`, every kernel takes the number of points `n`
     first and loops over that many (a scalar graph evaluated at many points).
 
     Kernels are written in groups of `chunk` (default `CHUNK`) per compiled function: Numba's
     compile time grows faster than linearly with the size of one function, and each function
     has a fixed cost too.
+
+    `threads > 1` writes the parallel module (see the module docstring); `parallel_min` scales
+    the size thresholds (`PARALLEL_MIN` elements, `PARALLEL_WORK` for one-op kernels) down, for
+    tests. A graph with no kernel large enough gets the serial module's very text.
     """
     with as_code():   # sizes built as `Size`s are written as their names: see core/sizes.py
-        return _generate(sched, dtype, threads, points, chunk)
+        return _generate(sched, dtype, threads, points, chunk, parallel_min)
 
 
-def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: int) -> str:
+def _parallel_units(sched: Schedule, threads: int, points: bool,
+                    parallel_min: int | None = None) -> dict[int, bool]:
+    """Kernel index -> written in parallel form (only in the parallel module, and only kernels
+    whose work repays waking the threads)."""
+    found = {}
+    scale = 1.0 if parallel_min is None else parallel_min / PARALLEL_MIN
+    for k in sched.kernels:
+        if threads <= 1 or points:
+            found[k.index] = False
+        elif k.kind == "elementwise":   # (accumulating into one output from threads would race)
+            found[k.index] = not k.reductions and k.size >= PARALLEL_MIN * scale
+        else:
+            lowering = kernels.cpu_kernels[k.kind]
+            least = 2 * GEMM_SPLIT_MIN if k.kind == "matmul" else PARALLEL_WORK
+            found[k.index] = (lowering.parallel is not None
+                              and lowering.work(k.nodes[0]) >= least * scale)
+    return found
+
+
+def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: int,
+              parallel_min: int | None) -> str:
     names = buffer_names(sched)
     dims = list(size_symbols(sched))
     jit = JIT
     lines = [PRELUDE.format(what="points" if points else "cpu", dtype=dtype),
              templates.helpers(dtype, jit)]
     calls = []
-    for j, group in enumerate(_groups(_units(sched, names, threads, points), chunk or CHUNK)):
+    parallel = _parallel_units(sched, threads, points, parallel_min)
+    if any(parallel.values()):
+        split = GEMM_SPLIT_MIN if parallel_min is None else \
+            max(1, GEMM_SPLIT_MIN * parallel_min // PARALLEL_MIN)
+        lines.insert(1, f"GEMM_SPLIT_MIN = {split}\n")
+    for j, group in enumerate(_groups(_units(sched, names, parallel, points), chunk or CHUNK)):
         params = list(dict.fromkeys([*dims, *(p for unit in group for p in unit[0])]))
         decorator = JIT[:-1] + ", parallel=True)" if group[0][2] else jit
         lines.append(f"\n@{decorator}\ndef part{j}({', '.join(params)}):")
@@ -85,7 +122,7 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
         calls.append(f"part{j}({', '.join(params)})")
     for leaf, node in sched.late_updates:
         calls.append(f"{names[leaf]}[:] = {_value_name(sched, names, node)}")
-    arguments = run_arguments(sched, names, points)
+    arguments = run_arguments(sched, names, points, any(parallel.values()))
     # `run` is plain Python: a compiled driver would link every part into itself and have LLVM
     # optimize all of them a second time (a quarter of an MLP step's compile), for a saving of
     # a few microseconds of dispatch per part and step.
@@ -94,11 +131,11 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
     return "\n".join(lines) + "\n"
 
 
-def _units(sched: Schedule, names, threads: int, points: bool) -> list[tuple]:
+def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -> list[tuple]:
     """(arguments, body lines, parallel) of every kernel, in order."""
     units = []
     for k in sched.kernels:
-        parallel = threads > 1 and k.kind == "elementwise" and k.size >= PARALLEL_MIN
+        parallel = parallel_of[k.index]
         header = [f"# kernel {k.index}: {_describe(sched, k.nodes)}"]
         if k.kind == "elementwise":
             params, body = kernels.elementwise_body(
@@ -109,11 +146,15 @@ def _units(sched: Schedule, names, threads: int, points: bool) -> list[tuple]:
         args = [(names.get(a.base, "_"), a) for a in sched.reads(node)]
         params = [*dict.fromkeys(nm for nm, a in args if not a.literal), names[node]]
         lowering = kernels.cpu_kernels[k.kind]
-        body = lowering.emit(node, args, names[node])
+        if parallel:
+            body = lowering.parallel(node, args, names[node])
+            params.append("nt")
+        else:
+            body = lowering.emit(node, args, names[node])
         if lowering.scratch is not None:
             params.append(f"s{k.index}")
             header.append(f"scratch = s{k.index}")
-        units.append((params, header + body, False))
+        units.append((params, header + body, parallel))
     return units
 
 
@@ -143,8 +184,9 @@ def size_symbols(sched: Schedule) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
-def run_arguments(sched: Schedule, names, points: bool) -> list[str]:
+def run_arguments(sched: Schedule, names, points: bool, parallel: bool = False) -> list[str]:
     args = ["n"] if points else []
+    args += ["nt"] if parallel else []
     args += list(size_symbols(sched))
     args += [names[n] for n in sched.leaves]
     args += [names[n] for n in sched.constants]
@@ -153,13 +195,18 @@ def run_arguments(sched: Schedule, names, points: bool) -> list[str]:
     return args
 
 
-def scratch(sched: Schedule) -> list[tuple[str, int]]:
-    """(name, elements) of the working memory each one-op kernel asks for."""
+def scratch(sched: Schedule, parallel_of: dict[int, bool] | None = None,
+            threads: int = 1) -> list[tuple[str, int]]:
+    """(name, elements) of the working memory each one-op kernel asks for (a parallel kernel:
+    its scratch per chunk, for `threads` chunks)."""
     found = []
     for k in sched.kernels:
         lowering = kernels.cpu_kernels.get(k.kind)
         if lowering is not None and lowering.scratch is not None:
-            found.append((f"s{k.index}", lowering.scratch(k.nodes[0])))
+            if parallel_of and parallel_of[k.index]:
+                found.append((f"s{k.index}", lowering.chunk_scratch(k.nodes[0]) * threads))
+            else:
+                found.append((f"s{k.index}", lowering.scratch(k.nodes[0])))
     return found
 
 
@@ -174,11 +221,18 @@ class CompiledGraph:
 
     device = "cpu"
 
-    def __init__(self, sched: Schedule, dtype: str, threads: int = 1, points: bool = False):
+    def __init__(self, sched: Schedule, dtype: str, threads: int = 1, points: bool = False,
+                 parallel_min: int | None = None, guard: bool = True):
         self.schedule = sched
         self.dtype = np.dtype(dtype)
         self.points = points
-        self.source = generate(sched, self.dtype.name, threads, points)
+        self.threads = threads
+        self.source = generate(sched, self.dtype.name, threads, points,
+                               parallel_min=parallel_min)
+        parallel_of = _parallel_units(sched, threads, points, parallel_min)
+        self.parallel = any(parallel_of.values())
+        self._lead = (threads,) if self.parallel else ()
+        self.guard = ThreadGuard(threads) if self.parallel and guard else None
         self._names = buffer_names(sched)
         self._sizes = tuple(size_symbols(sched).values())
         self._leaves = sched.leaves
@@ -186,7 +240,8 @@ class CompiledGraph:
                            for n in sched.constants]
         self._buffers = [] if points else [np.empty(n.size, self.dtype) for n in sched.buffers()]
         self._buffer_of = {n: b for n, b in zip(sched.buffers(), self._buffers)}
-        self._buffers += [np.empty(size, self.dtype) for _, size in scratch(sched)]
+        self._buffers += [np.empty(size, self.dtype)
+                          for _, size in scratch(sched, parallel_of, threads)]
         self._scalars = {leaf: np.zeros(1, self.dtype) for leaf in self._leaves if leaf.shape == ()}
         start = time.perf_counter()
         self._module = self._load_and_compile()
@@ -196,15 +251,21 @@ class CompiledGraph:
     def _compile_parts(self, module) -> None:
         """Compile (or load from Numba's cache) every part for this graph's argument types: sizes
         (`d_...`, and `n` at points) are integers, everything else a flat array."""
+        import warnings
+
         from numba import typeof
+        from numba.core.errors import NumbaPerformanceWarning
 
         array, integer = typeof(np.empty(1, self.dtype)), typeof(1)
         for name, part in vars(module).items():
             if name.startswith("part"):
                 code = part.py_func.__code__
                 params = code.co_varnames[:code.co_argcount]
-                part.compile(tuple(integer if p == "n" or p.startswith("d_") else array
-                                   for p in params))
+                with warnings.catch_warnings():
+                    # a chunk of a transposed operand is a strided view np.dot copies (kernels.py)
+                    warnings.simplefilter("ignore", NumbaPerformanceWarning)
+                    part.compile(tuple(integer if p in ("n", "nt") or p.startswith("d_")
+                                       else array for p in params))
 
     def _load_and_compile(self):
         module = cache.load(self.source)
@@ -248,7 +309,12 @@ class CompiledGraph:
             return self._call_points(dict(feeds or {}, **named))
         feeds = dict(feeds or {}, **named) if named else (feeds or {})
         values = {leaf: self._flat(leaf, lookup(leaf, feeds)) for leaf in self._leaves}
-        self._run(*self._sizes, *values.values(), *self._constants, *self._buffers)
+        if self.guard is not None:
+            self.guard.call(self._run, *self._lead, *self._sizes, *values.values(),
+                            *self._constants, *self._buffers)
+        else:
+            self._run(*self._lead, *self._sizes, *values.values(), *self._constants,
+                      *self._buffers)
         return [self._output(node, values, feeds) for node in self.schedule.outputs]
 
     def _output(self, node: Node, values, feeds):
@@ -293,9 +359,74 @@ class CompiledGraph:
         return out
 
 
+class ThreadGuard:
+    """Runs a parallel step with the faster of `threads` and one active thread, by measurement:
+    the first `PROBE` calls after start and every `EVERY` seconds alternate the two settings
+    (`numba.set_num_threads`), and the median of each decides the calls until the next probe.
+    On an idle machine that is `threads`; with the other cores taken (another process burning
+    them), one. The chunks of the work are fixed by `threads` (see kernels.py), so which
+    setting runs never changes a result."""
+
+    PROBE = 3       # calls at each setting per probe (after one warm-up call)
+    EVERY = 2.0     # seconds between probes
+
+    def __init__(self, threads: int):
+        import numba
+
+        self.numba = numba
+        self.most = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+        self.active = self.most
+        self.choices = [self.most, 1] if self.most > 1 else [1]
+        self.history: list[tuple[int, float, float]] = []   # (picked, seconds at most, at 1)
+        self._times: dict[int, list[float]] = {c: [] for c in self.choices}
+        self._calls = 0
+        self._next = 0.0
+        self._probing = len(self.choices) > 1
+
+    def _set(self, n: int) -> None:
+        if self.numba.get_num_threads() != n:
+            self.numba.set_num_threads(n)
+
+    def call(self, fn, *args) -> None:
+        if not self._probing:
+            self._set(self.active)
+            fn(*args)
+            if len(self.choices) > 1 and time.perf_counter() >= self._next:
+                self._probing, self._calls = True, 0
+                self._times = {c: [] for c in self.choices}
+            return
+        n = self.choices[self._calls % 2]
+        self._set(n)
+        start = time.perf_counter()
+        fn(*args)
+        elapsed = time.perf_counter() - start
+        self._calls += 1
+        if self._calls > 1:    # the first call of a probe warms up (and is never counted)
+            self._times[n].append(elapsed)
+        if all(len(t) >= self.PROBE for t in self._times.values()):
+            medians = {c: statistics.median(t) for c, t in self._times.items()}
+            self.active = min(self.choices, key=lambda c: (medians[c], -c))
+            self.history.append((self.active, medians[self.most], medians[1]))
+            self._probing = False
+            self._next = time.perf_counter() + self.EVERY
+
+
+def default_threads() -> int:
+    """Every core this process may use (its CPU affinity), at most NUMBA_NUM_THREADS when that
+    is set (Numba's pool cannot grow past it)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        n = min(n, int(limit))
+    return max(1, n or 1)
+
+
 def compile_cpu(outputs, updates=None, dtype: str | None = None, threads: int = 1,
-                points: bool = False) -> CompiledGraph:
-    """Schedule, generate and compile (or load from the cache) a graph for the CPU."""
+                points: bool = False, parallel_min: int | None = None,
+                guard: bool = True) -> CompiledGraph:
+    """Schedule, generate and compile (or load from the cache) a graph for the CPU. `threads`:
+    see the module docstring; `parallel_min` lowers the parallel thresholds (tests); `guard`
+    False runs every call with `threads` active threads (no probing)."""
     sched = cpu_schedule(outputs, updates)
     if points:
         bad = sorted({n.op for n in sched.order if n.shape != ()})
@@ -305,7 +436,7 @@ def compile_cpu(outputs, updates=None, dtype: str | None = None, threads: int = 
         if sched.constants:
             raise GradvizError("evaluating at many points needs a scalar graph")
     dtype = pick_dtype(sched, dtype)
-    return CompiledGraph(sched, dtype, threads, points)
+    return CompiledGraph(sched, dtype, threads, points, parallel_min, guard)
 
 
 def pick_dtype(sched: Schedule, dtype: str | None) -> str:

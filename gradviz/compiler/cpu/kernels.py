@@ -4,6 +4,13 @@
   `CpuKernel(accepts, emit)`; `accepts(i, access)` says which operand layouts it can index.
 - `elementwise_body`: a fused run of elementwise ops, from `templates.scalar_code`.
 
+Parallel module (threads > 1): a kernel with a `parallel` emitter and enough `work` is written
+as a `prange` over `nt` chunks (`nt`, the number of chunks, is an argument of the generated code
+and the configured thread count; how many threads actually run the chunks is Numba's setting
+at run time). Each chunk is a fixed slice of the work, so the result depends on `nt` only, never
+on how many threads ran it: rows of a matrix product (one single-threaded BLAS call per chunk),
+samples of a convolution (each chunk with its own scratch), planes of a pool.
+
 Generated code passes every array as an argument (buffers are flat, allocated once by the
 caller), writes typed literals as `F(...)` (a float64 literal would promote float32 math), and
 returns nothing: results are in the buffers.
@@ -28,6 +35,11 @@ class CpuKernel:
     emit: Callable
     accepts: Callable = lambda i, a: a.contiguous and not a.literal
     scratch: Callable | None = None   # node -> elements of working memory (passed as `scratch`)
+    # the chunked form for the parallel module: emit(node, args, out) -> lines over `nt` chunks,
+    # `work(node)` (compared with the backend's threshold) and scratch per chunk
+    parallel: Callable | None = None
+    work: Callable | None = None
+    chunk_scratch: Callable | None = None
 
 
 def _matrix(name: str, a: Access) -> str:
@@ -42,6 +54,38 @@ def _matmul(node: Node, args, out: str) -> list[str]:
     m, n = node.shape
     # np.dot inside njit calls BLAS (through SciPy); it reads column-major operands directly.
     return [f"np.dot({_matrix(na, a)}, {_matrix(nb, b)}, {out}.reshape(({m}, {n})))"]
+
+
+def _rows(name: str, a: Access, lo: str, hi: str) -> str:
+    """Rows lo:hi of operand `a` as a matrix (a transposed operand's rows are a strided view,
+    which np.dot copies: (hi - lo) x K elements against (hi - lo) x K x N multiply-adds)."""
+    rows, cols = a.shape
+    if a.transposed and not a.contiguous:
+        return f"{name}.reshape(({cols}, {rows}))[:, {lo}:{hi}].T"
+    return f"{name}[{lo} * {cols}:{hi} * {cols}].reshape(({hi} - {lo}, {cols}))"
+
+
+def _matmul_parallel(node: Node, args, out: str) -> list[str]:
+    """Rows of the product in `nt` chunks, one single-threaded BLAS call each: every element is
+    the same dot product as in the serial call."""
+    (na, a), (nb, b) = args
+    m, n = node.shape
+    k = a.shape[1]
+    # every chunk keeps more than GEMM_SPLIT_MIN multiply-adds: OpenBLAS computes products of at
+    # most 100^3 with other kernels (another order of additions), so such a split would not
+    # give the serial call's bits
+    return [f"nc = min(nt, max(1, {m} // (GEMM_SPLIT_MIN // ({n} * {k}) + 1)))",
+            "for t in prange(nc):",
+            f"    lo = t * {m} // nc",
+            f"    hi = (t + 1) * {m} // nc",
+            "    if hi > lo:",
+            f"        np.dot({_rows(na, a, 'lo', 'hi')}, {_matrix(nb, b)}, "
+            f"{out}[lo * {n}:hi * {n}].reshape((hi - lo, {n})))"]
+
+
+def _matmul_work(node: Node) -> int:
+    (m, n), k = node.shape, node.src[0].shape[1]
+    return m * n * k
 
 
 def _reduce(combine: str, init: str):
@@ -188,6 +232,81 @@ def _conv2d_weight_grad(node: Node, args, out: str) -> list[str]:
             f"    {out} += part"]
 
 
+def _conv2d_parallel(node: Node, args, out: str) -> list[str]:
+    """Samples in `nt` chunks, each with its own columns: the serial kernel's GEMMs, in parallel."""
+    (nx, x), (nw, w) = args
+    d = _conv_dims(x.shape, w.shape, node.attrs, node.shape[2:])
+    per = _conv_chunk_scratch(node)
+    return [f"x = {nx}", "wm = {w}.reshape(({O}, {K}))".format(w=nw, **d),
+            "for t in prange(nt):",
+            f"    cols = scratch[t * {per}:t * {per} + {d['K'] * d['P']}]",
+            "    for s in range(t * {N} // nt, (t + 1) * {N} // nt):".format(**d),
+            *_indent(_IM2COL.format(**d), "        "),
+            "        np.dot(wm, cols.reshape(({K}, {P})), "
+            "{out}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})))".format(out=out, **d)]
+
+
+def _conv2d_transpose_parallel(node: Node, args, out: str) -> list[str]:
+    (ng, g), (nw, w) = args
+    d = _conv_dims(node.shape, w.shape, node.attrs, g.shape[2:])
+    per = _conv_chunk_scratch(node)
+    image = d["C"] * d["H"] * d["W"]
+    return [f"dx = {out}", "wt = {w}.reshape(({O}, {K})).T".format(w=nw, **d),
+            "for t in prange(nt):",
+            f"    cols = scratch[t * {per}:t * {per} + {d['K'] * d['P']}]",
+            "    for s in range(t * {N} // nt, (t + 1) * {N} // nt):".format(**d),
+            f"        dx[s * {image}:(s + 1) * {image}] = 0",
+            "        np.dot(wt, {g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
+            "cols.reshape(({K}, {P})))".format(g=ng, **d),
+            *_indent(_COL2IM.format(**d), "        ")]
+
+
+def _conv2d_weight_grad_parallel(node: Node, args, out: str) -> list[str]:
+    """Each chunk sums its samples' GEMMs into its own accumulator; the accumulators are then
+    added in chunk order. With nt = 1 that is the serial kernel's order of additions; with more
+    chunks the sum over samples is regrouped (float rounding differs, to ~1e-6 relative)."""
+    (nx, x), (ng, g) = args
+    d = _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
+    per = _conv_chunk_scratch(node)
+    kp, ok = d["K"] * d["P"], d["O"] * d["K"]
+    return [f"x = {nx}",
+            "for t in prange(nt):",
+            f"    cols = scratch[t * {per}:t * {per} + {kp}]",
+            f"    part = scratch[t * {per} + {kp}:t * {per} + {kp + ok}]",
+            f"    acc = scratch[t * {per} + {kp + ok}:(t + 1) * {per}]",
+            "    acc[:] = 0",
+            "    for s in range(t * {N} // nt, (t + 1) * {N} // nt):".format(**d),
+            *_indent(_IM2COL.format(**d), "        "),
+            "        np.dot({g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
+            "cols.reshape(({K}, {P})).T, part.reshape(({O}, {K})))".format(g=ng, **d),
+            "        acc += part",
+            f"{out}[:] = 0",
+            "for t in range(nt):",
+            f"    {out} += scratch[t * {per} + {kp + ok}:(t + 1) * {per}]"]
+
+
+def _conv_work(node: Node) -> int:
+    d = _conv_node_dims(node)
+    return d["N"] * d["O"] * d["K"] * d["P"]
+
+
+def _conv_chunk_scratch(node: Node) -> int:
+    d = _conv_node_dims(node)
+    extra = d["O"] * d["K"] if node.op == "conv2d_weight_grad" else 0
+    return d["K"] * d["P"] + d["O"] * d["K"] + extra
+
+
+def _conv_node_dims(node: Node) -> dict:
+    if node.op == "conv2d":
+        x, w = node.src
+        return _conv_dims(x.shape, w.shape, node.attrs, node.shape[2:])
+    if node.op == "conv2d_transpose":
+        g, w = node.src
+        return _conv_dims(node.shape, w.shape, node.attrs, g.shape[2:])
+    x, g = node.src
+    return _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
+
+
 def _conv_scratch(node: Node) -> int:
     if node.op == "conv2d":
         x, w = node.src
@@ -219,62 +338,93 @@ for a in range({KH}):
             at = k"""
 
 
-def _pool_loops(d, body: str) -> list[str]:
-    return ["for p in range({NC}):".format(**d), "    base = p * {H} * {W}".format(**d),
+def _pool_loops(d, body: str, rng: str = "range") -> list[str]:
+    return [f"for p in {rng}({{NC}}):".format(**d), "    base = p * {H} * {W}".format(**d),
             "    for i in range({OH}):".format(**d), "        for j in range({OW}):".format(**d),
             "            o = (p * {OH} + i) * {OW} + j".format(**d),
             *_indent(body.format(**d), "            ")]
 
 
-def _max_pool2d(node: Node, args, out: str) -> list[str]:
+# Pools loop over planes (sample x channel); each plane reads and writes only its own part of
+# the input and output, so the parallel form (`rng="prange"`) computes the same bits.
+def _max_pool2d(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), = args
     d = _pool_dims(x.shape, node.shape, node.attrs)
-    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[o] = best")]
+    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[o] = best", rng)]
 
 
-def _max_pool2d_grad(node: Node, args, out: str) -> list[str]:
+def _max_pool2d_grad(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), (ng, g) = args
     d = _pool_dims(x.shape, g.shape, node.attrs)
-    return [f"x = {nx}", f"{out}[:] = 0", *_pool_loops(d, _ARGMAX + f"\n{out}[at] += {ng}[o]")]
+    return [f"x = {nx}", f"{out}[:] = 0",
+            *_pool_loops(d, _ARGMAX + f"\n{out}[at] += {ng}[o]", rng)]
 
 
-def _max_pool2d_gather(node: Node, args, out: str) -> list[str]:
+def _max_pool2d_gather(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), (nh, h) = args
     d = _pool_dims(x.shape, node.shape, node.attrs)
-    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[o] = {nh}[at]")]
+    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[o] = {nh}[at]", rng)]
 
 
-def _avg_pool2d(node: Node, args, out: str) -> list[str]:
+def _avg_pool2d(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), = args
     d = _pool_dims(x.shape, node.shape, node.attrs)
     body = ("acc = 0.0\nfor a in range({KH}):\n    for b in range({KW}):\n"
             "        acc += x[base + (i * {SH} + a) * {W} + j * {SW} + b]\n"
             f"{out}[o] = acc / {d['KH'] * d['KW']}")
-    return [f"x = {nx}", *_pool_loops(d, body)]
+    return [f"x = {nx}", *_pool_loops(d, body, rng)]
 
 
-def _avg_pool2d_transpose(node: Node, args, out: str) -> list[str]:
+def _avg_pool2d_transpose(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (ng, g), = args
     d = _pool_dims(node.shape, g.shape, node.attrs)
     body = (f"share = {ng}[o] / F({d['KH'] * d['KW']})\n"
             "for a in range({KH}):\n    for b in range({KW}):\n"
             f"        {out}[base + (i * {{SH}} + a) * {{W}} + j * {{SW}} + b] += share")
-    return [f"{out}[:] = 0", *_pool_loops(d, body)]
+    return [f"{out}[:] = 0", *_pool_loops(d, body, rng)]
+
+
+def _pool_parallel(emit: Callable) -> Callable:
+    return lambda node, args, out: emit(node, args, out, "prange")
+
+
+def _pool_work(node: Node) -> int:
+    """Window reads: the pooled side's elements times the window."""
+    kh, kw = node.attrs["kernel"]
+    small = min((node.shape, node.src[-1].shape), key=lambda s: _prod(s))
+    return _prod(small) * kh * kw
+
+
+def _prod(shape) -> int:
+    total = 1
+    for d in shape:
+        total *= d
+    return total
+
+
+def _pool(emit: Callable) -> CpuKernel:
+    return CpuKernel(emit, parallel=_pool_parallel(emit), work=_pool_work)
 
 
 cpu_kernels: dict[str, CpuKernel] = {
-    "matmul": CpuKernel(_matmul, lambda i, a: (a.contiguous or a.transposed) and not a.literal),
+    "matmul": CpuKernel(_matmul, lambda i, a: (a.contiguous or a.transposed) and not a.literal,
+                        parallel=_matmul_parallel, work=_matmul_work),
     # float64 accumulator for the trailing axes: float32 sums of many terms lose digits
     "sum": CpuKernel(_reduce("{acc} + {x}", "0.0"), lambda i, a: True),
     "amax": CpuKernel(_reduce("({x} if {x} > {acc} else {acc})", "-np.inf"), lambda i, a: True),
-    "conv2d": CpuKernel(_conv2d, scratch=_conv_scratch),
-    "conv2d_transpose": CpuKernel(_conv2d_transpose, scratch=_conv_scratch),
-    "conv2d_weight_grad": CpuKernel(_conv2d_weight_grad, scratch=_conv_scratch),
-    "max_pool2d": CpuKernel(_max_pool2d),
-    "max_pool2d_grad": CpuKernel(_max_pool2d_grad),
-    "max_pool2d_gather": CpuKernel(_max_pool2d_gather),
-    "avg_pool2d": CpuKernel(_avg_pool2d),
-    "avg_pool2d_transpose": CpuKernel(_avg_pool2d_transpose),
+    "conv2d": CpuKernel(_conv2d, scratch=_conv_scratch, parallel=_conv2d_parallel,
+                        work=_conv_work, chunk_scratch=_conv_chunk_scratch),
+    "conv2d_transpose": CpuKernel(_conv2d_transpose, scratch=_conv_scratch,
+                                  parallel=_conv2d_transpose_parallel, work=_conv_work,
+                                  chunk_scratch=_conv_chunk_scratch),
+    "conv2d_weight_grad": CpuKernel(_conv2d_weight_grad, scratch=_conv_scratch,
+                                    parallel=_conv2d_weight_grad_parallel, work=_conv_work,
+                                    chunk_scratch=_conv_chunk_scratch),
+    "max_pool2d": _pool(_max_pool2d),
+    "max_pool2d_grad": _pool(_max_pool2d_grad),
+    "max_pool2d_gather": _pool(_max_pool2d_gather),
+    "avg_pool2d": _pool(_avg_pool2d),
+    "avg_pool2d_transpose": _pool(_avg_pool2d_transpose),
 }
 
 

@@ -1,0 +1,134 @@
+"""The parallel CPU module (threads > 1) against the serial one: the same bits where the order
+of additions is unchanged (elementwise loops, split matrix products, convolutions and their input
+gradient, pools), within float rounding where chunks regroup a sum (a convolution's weight
+gradient, summed over samples per chunk); the busy-machine guard never changes a result; resume
+stays bit-exact at a fixed thread count. Thresholds are lowered (`parallel_min`) so that small
+graphs take the parallel paths."""
+import numpy as np
+import pytest
+
+import gradviz as gv
+from gradviz.compiler.cpu import backend
+from gradviz.compiler.cpu.backend import compile_cpu, default_threads
+
+SMALL = 64   # parallel_min for these tests: every kernel of the graphs below runs in chunks
+
+
+def _cnn():
+    x = gv.var("x", (6, 2, 8, 8), "float32")
+    w = gv.param("w", (3, 2, 3, 3), "float32")
+    v = gv.param("v", (27, 5), "float32")
+    h = gv.tanh(gv.conv2d(x, w, padding=1))
+    p = gv.avg_pool2d(h, 2)
+    m = gv.max_pool2d(gv.relu(h), 2)
+    flat = gv.reshape(p + m, (6, 48))
+    loss = gv.mean(gv.tanh(gv.matmul(flat,
+                                     gv.param("u", (48, 27), "float32")) @ v) ** 2)
+    return loss, [x, w, v]
+
+
+def _feeds(nodes, seed=0):
+    rng = np.random.default_rng(seed)
+    return {n: rng.normal(size=n.shape).astype(np.float32) for n in nodes}
+
+
+def _graph():
+    loss, _ = _cnn()
+    leaves = sorted({n for n in gv.Graph([loss]).nodes if n.op in ("var", "param")},
+                    key=lambda n: n.name)
+    grads = gv.grad(loss, leaves)
+    return [loss, *grads], leaves
+
+
+def test_parallel_module_matches_serial():
+    outputs, leaves = _graph()
+    serial = compile_cpu(outputs, threads=1)
+    parallel = compile_cpu(outputs, threads=2, parallel_min=SMALL, guard=False)
+    assert not serial.parallel and parallel.parallel
+    src = parallel.source
+    assert "prange(nt)" in src and "prange(nc)" in src   # convolutions/pools and a split GEMM
+    feeds = _feeds(leaves)
+    want, got = serial(feeds), parallel(feeds)
+    names = ["loss"] + [f"d/d{leaf.name}" for leaf in leaves]
+    for name, a, b, leaf in zip(names, want, got, [None, *leaves]):
+        if leaf is not None and leaf.name == "w":   # conv weight gradient: sums regrouped
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
+        else:
+            assert np.array_equal(a, b), name
+
+
+def test_one_chunk_is_the_serial_order_and_the_guard_changes_nothing():
+    outputs, leaves = _graph()
+    serial = compile_cpu(outputs, threads=1)
+    feeds = _feeds(leaves, 1)
+    want = serial(feeds)
+    fixed = compile_cpu(outputs, threads=2, parallel_min=SMALL, guard=False)
+    guarded = compile_cpu(outputs, threads=2, parallel_min=SMALL)
+    reference = fixed(feeds)
+    for _ in range(2 * backend.ThreadGuard.PROBE + 3):   # through a whole probe
+        for a, b in zip(reference, guarded(feeds)):
+            assert np.array_equal(a, b)
+    if guarded.guard.most > 1:
+        assert guarded.guard.history and guarded.guard.active in (1, guarded.guard.most)
+    # nt = 1 (threads=1 passed to the parallel code) adds in the serial order everywhere
+    one = compile_cpu(outputs, threads=2, parallel_min=SMALL, guard=False)
+    one._lead = (1,)
+    for a, b in zip(want, one(feeds)):
+        assert np.array_equal(a, b)
+
+
+def test_large_gemm_split_is_bit_exact():
+    x = gv.var("x", (256, 300), "float32")
+    w = gv.param("w", (300, 64), "float32")
+    loss = gv.sum(gv.tanh(x @ w))
+    outputs = [loss, *gv.grad(loss, [x, w])]
+    feeds = _feeds([x, w], 2)
+    serial = compile_cpu(outputs, threads=1)(feeds)
+    f = compile_cpu(outputs, threads=2, guard=False)
+    assert "prange(nc)" in f.source
+    for a, b in zip(serial, f(feeds)):
+        assert np.array_equal(a, b)
+
+
+def test_default_threads_is_the_affinity_capped_by_numba(monkeypatch):
+    import os
+
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    assert default_threads() == 1
+
+
+def test_small_graphs_get_the_serial_text():
+    x = gv.var("x", (4, 3))
+    outputs = [gv.sum(gv.tanh(x))]
+    from gradviz.compiler import source
+
+    assert source(outputs, threads=2) == source(outputs, threads=1)
+
+
+def test_resume_is_bit_exact_with_two_threads(tmp_path, monkeypatch):
+    from gradviz.nn import checkpoints as ckpt  # noqa: F401
+    from gradviz.nn.training import TrainConfig, Trainer
+    from test_train import DropoutMLP, _digits
+
+    monkeypatch.setattr(backend, "PARALLEL_MIN", SMALL)
+    monkeypatch.setattr(backend, "PARALLEL_WORK", SMALL)
+    monkeypatch.setattr(backend, "GEMM_SPLIT_MIN", SMALL)
+    ds = _digits(n=300)
+
+    def config(epochs):
+        return TrainConfig(model="tiny", data="digits", epochs=epochs, batch=50, seed=0,
+                           optimizer="adam")
+
+    def trainer(epochs, where, resume=False):
+        return Trainer(config(epochs), model=DropoutMLP(64, 16, 10, "float32"), dataset=ds,
+                       checkpoint=tmp_path / where, resume=resume, device="cpu", threads=2)
+
+    straight = trainer(3, "a").run()
+    assert trainer(1, "b").run().epochs_run == 1
+    resumed = trainer(3, "b", resume=True).run()
+    assert resumed.resumed_from_epoch == 1
+    for name, value in straight.params.items():
+        assert np.array_equal(value, resumed.params[name]), name
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in straight.history]
