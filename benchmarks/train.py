@@ -17,6 +17,12 @@ PyTorch: `pip install torch==2.13.0` (a local CPU wheel here). JAX is used when 
 
 `--latency N` adds the first step, in fresh processes: gradviz with an empty kernel cache (cold)
 and with the cache that left (warm), JAX's first step (trace + XLA compile + run) and PyTorch's.
+
+`--scaling N` measures threads instead (issue 16): every contender in a fresh process of its
+own, the processes alternating, N rounds, medians: gradviz with one thread and with all (its
+default), PyTorch eager and JAX jit at their defaults, and a 1024^3 float32 GEMM with one BLAS
+thread and with all (the GEMM bound); then the same again with a busy loop burning one core in
+another process ("busy").
 """
 from __future__ import annotations
 
@@ -325,6 +331,105 @@ def latency(model: str, batch: int, repeats: int) -> dict:
     return {"model": model, "batch": batch, "seconds": row}
 
 
+SCALING_CONTENDERS = ("gradviz_1t", "gradviz_all", "torch_eager", "jax_jit", "sgemm_1t",
+                      "sgemm_all")
+
+
+def one_contender(contender: str, model: str, batch: int, steps: int) -> None:
+    """In this (fresh) process: the median rate of 5 blocks of `steps` calls, printed as JSON
+    (samples/s for steps, GFLOP/s for the GEMM)."""
+    cpus = _cpus()
+    if contender.startswith("sgemm"):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1 if contender == "sgemm_1t" else cpus, "blas"):
+            fn, flops = gemm_block()
+            fn()
+            rate = flops / _median_block(fn, 4) / 1e9
+    elif contender.startswith("gradviz"):
+        fn = _gradviz_threads(model, batch, 1 if contender == "gradviz_1t" else None)
+        rate = batch / _median_block(fn, steps)
+    elif contender == "torch_eager":
+        import torch
+
+        fn, _ = torch_step(model, batch, torch.get_num_threads(), False)
+        rate = batch / _median_block(fn, steps)
+    else:
+        fn, _ = jax_step(model, batch)
+        rate = batch / _median_block(fn, steps)
+    print(json.dumps({"rate": rate}))
+
+
+def _gradviz_threads(model: str, batch: int, threads):
+    import gradviz as gv
+    from gradviz.compiler.bench import step_feeds
+    from gradviz.nn.models import build_model
+    from gradviz.nn.optim import SGD
+    from gradviz.nn.step import build_train_step
+
+    net = build_model(model, None, 10)
+    step = build_train_step(net, batch, net.input_shape, optimizer=SGD())
+    runner = gv.compile(step, threads=threads)
+    feeds = step_feeds(step, net)
+    for _ in range(3):
+        runner(feeds)
+    return lambda: runner(feeds)
+
+
+def _median_block(fn, calls: int, blocks: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(blocks):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - start) / calls)
+    return statistics.median(times)
+
+
+def scaling(cases, rounds: int, steps: int) -> list[dict]:
+    """Rates of SCALING_CONTENDERS, each in its own process, alternating, idle then busy."""
+    import subprocess
+
+    rows = []
+    for load in ("idle", "busy"):
+        burner = None
+        if load == "busy":
+            burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            for model, batch in cases:
+                got: dict[str, list[float]] = {}
+                for _ in range(rounds):
+                    for name in SCALING_CONTENDERS:
+                        done = subprocess.run([sys.executable, __file__, "--one", name, model,
+                                               str(batch), str(steps)],
+                                              capture_output=True, text=True)
+                        if done.returncode == 0:
+                            got.setdefault(name, []).append(
+                                json.loads(done.stdout.strip().splitlines()[-1])["rate"])
+                rates = {k: statistics.median(v) for k, v in got.items()}
+                row = {"load": load, "model": model, "batch": batch, "rates": rates,
+                       "loadavg": os.getloadavg()[0]}
+                row["scaling"] = rates["gradviz_all"] / rates["gradviz_1t"]
+                peers = [rates[k] for k in ("torch_eager", "jax_jit") if k in rates]
+                if peers:
+                    row["all_over_best_peer"] = rates["gradviz_all"] / max(peers)
+                if model == "mlp":
+                    flops = mlp_flops_per_sample()
+                    for k in ("gradviz_1t", "gradviz_all", "torch_eager", "jax_jit"):
+                        if k in rates:
+                            bound = rates["sgemm_1t" if k == "gradviz_1t" else "sgemm_all"]
+                            row[f"{k}_of_gemm_bound"] = flops * rates[k] / (bound * 1e9)
+                rows.append(row)
+                print(json.dumps(row))
+                sys.stdout.flush()
+        finally:
+            if burner is not None:
+                burner.kill()
+                burner.wait()
+    return rows
+
+
 def versions() -> dict:
     import numba
 
@@ -355,11 +460,27 @@ def main(argv=None) -> None:
                              "cache, JAX, PyTorch (medians of ROUNDS)")
     parser.add_argument("--first-step", nargs=3, metavar=("CONTENDER", "MODEL", "BATCH"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--scaling", type=int, default=0, metavar="ROUNDS",
+                        help="measure threads instead: gradviz 1 thread and all, PyTorch, JAX, "
+                             "GEMM bound, each in its own process, idle and busy")
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.first_step:
         contender, model, batch = args.first_step
         return first_step(contender, model, int(batch))
+    if args.one:
+        contender, model, batch, steps = args.one
+        return one_contender(contender, model, int(batch), int(steps))
+    if args.scaling:
+        cases = [(m, int(b)) for m in filter(None, args.models.split(","))
+                 for b in ([int(x) for x in args.batches.split(",")] if args.batches
+                           else BATCHES[m])]
+        rows = scaling(cases, args.scaling, args.steps)
+        print(json.dumps({"machine": {"cpus": _cpus(), "processor": _processor()},
+                          "versions": versions(), "date": time.strftime("%Y-%m-%d"),
+                          "scaling": rows}))
+        return None
     args.torch_threads = [int(t) for t in args.torch_threads.split(",")]
     rows = []
     for model in filter(None, args.models.split(",")):

@@ -361,14 +361,16 @@ class CompiledGraph:
 
 class ThreadGuard:
     """Runs a parallel step with the faster of `threads` and one active thread, by measurement:
-    the first `PROBE` calls after start and every `EVERY` seconds alternate the two settings
-    (`numba.set_num_threads`), and the median of each decides the calls until the next probe.
-    On an idle machine that is `threads`; with the other cores taken (another process burning
-    them), one. The chunks of the work are fixed by `threads` (see kernels.py), so which
-    setting runs never changes a result."""
+    the first calls alternate the two settings (`numba.set_num_threads`), `PROBE` timed calls
+    each, and the medians decide the calls until the next probe. Probes repeat after `EVERY`
+    seconds, the wait doubling (up to `LONGEST`) while the answer stays the same, and a probe
+    stops at the first call at `threads` that takes twice the one-thread median (a busy machine:
+    another process on the other cores made such calls 8x slower). The chunks of the work are
+    fixed by `threads` (see kernels.py), so which setting runs never changes a result."""
 
-    PROBE = 3       # calls at each setting per probe (after one warm-up call)
-    EVERY = 2.0     # seconds between probes
+    PROBE = 3       # timed calls at each setting per probe (after one warm-up call)
+    EVERY = 2.0     # seconds to the second probe
+    LONGEST = 60.0  # seconds between probes at most
 
     def __init__(self, threads: int):
         import numba
@@ -380,6 +382,7 @@ class ThreadGuard:
         self.history: list[tuple[int, float, float]] = []   # (picked, seconds at most, at 1)
         self._times: dict[int, list[float]] = {c: [] for c in self.choices}
         self._calls = 0
+        self._wait = self.EVERY
         self._next = 0.0
         self._probing = len(self.choices) > 1
 
@@ -395,7 +398,8 @@ class ThreadGuard:
                 self._probing, self._calls = True, 0
                 self._times = {c: [] for c in self.choices}
             return
-        n = self.choices[self._calls % 2]
+        # one-thread calls first: their median is what a slow call at `most` is held against
+        n = 1 if self._calls <= self.PROBE else self.most
         self._set(n)
         start = time.perf_counter()
         fn(*args)
@@ -403,12 +407,22 @@ class ThreadGuard:
         self._calls += 1
         if self._calls > 1:    # the first call of a probe warms up (and is never counted)
             self._times[n].append(elapsed)
-        if all(len(t) >= self.PROBE for t in self._times.values()):
+        ones = self._times[1]
+        if n == self.most and len(ones) >= self.PROBE and \
+                elapsed > 2 * statistics.median(ones):
+            self._decide(1, elapsed, statistics.median(ones))
+        elif all(len(t) >= self.PROBE for t in self._times.values()):
             medians = {c: statistics.median(t) for c, t in self._times.items()}
-            self.active = min(self.choices, key=lambda c: (medians[c], -c))
-            self.history.append((self.active, medians[self.most], medians[1]))
-            self._probing = False
-            self._next = time.perf_counter() + self.EVERY
+            self._decide(min(self.choices, key=lambda c: (medians[c], -c)),
+                         medians[self.most], medians[1])
+
+    def _decide(self, picked: int, at_most: float, at_one: float) -> None:
+        same = bool(self.history) and self.history[-1][0] == picked
+        self._wait = min(self._wait * 2, self.LONGEST) if same else self.EVERY
+        self.active = picked
+        self.history.append((picked, at_most, at_one))
+        self._probing = False
+        self._next = time.perf_counter() + self._wait
 
 
 def default_threads() -> int:
