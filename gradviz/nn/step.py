@@ -340,8 +340,8 @@ def _may_have_gpu() -> bool:
 def make_runner(target: Graph | TrainStep, device: str, threads: int | None = None) -> Runner:
     """A runner for a graph (or a whole `TrainStep`, whose parameters and state a compiled
     runner may update in place) on a concrete device: numpy, cpu or cuda. The one place the
-    trainer meets the compilers. `threads` (cpu): cores the compiled step may use (None: all
-    the process may use; see `gradviz.compiler.compile`)."""
+    trainer meets the compilers. `threads` (cpu): cores the compiled step may use (None: one;
+    see `gradviz.compiler.compile`)."""
     graph = target.graph if isinstance(target, TrainStep) else target
     if device == "numpy":
         return NumpyRunner(graph)

@@ -454,7 +454,7 @@ class Trainer:
             raise GradvizError(f"{self.checkpoint} already holds a checkpoint; pass --resume to "
                                "continue it, or choose another directory")
         self.on_epoch = on_epoch
-        self.threads = threads   # cores the compiled CPU step may use (None: all it may use)
+        self.threads = threads   # cores the compiled CPU step may use (None: one)
         self.dataset = dataset if dataset is not None else load_data(config)
         self.model = model if model is not None else build_model(config, self.dataset)
         check_model_size(self.model, config.model)
@@ -490,7 +490,7 @@ class Trainer:
         return self._steps[batch]
 
     def _runner(self, step: TrainStep):
-        if self.threads is None:   # make_runner's default: every core the process may use
+        if self.threads is None:   # make_runner's default: one core (the serial step)
             return make_runner(step, self.device)
         return make_runner(step, self.device, self.threads)
 
