@@ -1,16 +1,22 @@
 """Sizes that are numbers now and names in generated code.
 
 A `Size` is an `int` (its value: shape rules, NumPy and the interpreter see a plain number) that
-also carries an expression over named sizes, such as `d_batch` or `(d_batch * d_h1)`. Graphs built with
-`Size`s in their shapes (batch size, layer widths, image sizes) compile to code that reads those
-names as arguments, so one compiled kernel serves every size of the same structure:
+also carries an expression over named sizes, such as `d_batch` or `(d_batch * d_width1)`. Graphs
+built with `Size`s in their shapes (the trainer names the batch size, flat input features and
+layer widths) compile to code that reads those names as arguments, so one compiled kernel serves
+every size of the same structure:
 
     batch = Size.named("batch", 32)
     x = gv.var("x", (batch, 784))          # x.shape == (32, 784); code(x.shape[0]) == "d_batch"
 
-Arithmetic on a `Size` gives a `Size` (`+ - * // %`, unary `-`), arithmetic on plain ints gives
-ints, so a size that was computed from other sizes keeps its formula. `str` and `repr` print the
-value, so listings and messages are unchanged; only `code(...)` prints the expression.
+Arithmetic on a `Size` gives a `Size` (`+ - * // %`, unary `-`; `/` gives a `SizeRatio`), on
+plain ints it gives ints, so a size that was computed from other sizes keeps its formula. `str`
+and `repr` print the value, so listings and messages are unchanged; `code(...)`, and formatting
+inside `as_code()`, print the formula.
+
+Generated code stays correct whatever decisions a generator makes on a size's value (drop an axis
+of length 1, pick a tile): the text records each decision, so two graphs that give the same text
+made the same decisions, and a size whose formula was lost is written as its digits.
 """
 from __future__ import annotations
 
