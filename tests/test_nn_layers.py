@@ -168,8 +168,8 @@ def test_named_models_and_their_errors():
         build_model("lenet", hidden=(3,))
     with pytest.raises(GradvizError, match="positive"):
         build_model("mlp", (4,), 2, hidden=(0,))
-    with pytest.raises(GradvizError, match="at least 4x4"):
-        build_model("cnn", (1, 2, 2))
+    with pytest.raises(GradvizError, match="at least 2x2"):
+        build_model("cnn", (1, 1, 1))
 
 
 def test_layers_reject_mismatched_inputs_clearly():

@@ -242,7 +242,7 @@ def _data_help() -> str:
               help="Epochs in total (a resumed run counts the ones done). Default: per data "
                    "set and model (docs/training.md), e.g. 100 for xor, 30 for digits.")
 @click.option("--batch", type=int, default=None,
-              help="Batch size. Default: per data set (4 for the gates, 32, 64 for digits cnn).")
+              help="Batch size. Default: per data set (4 for the gates, else 32).")
 @click.option("--lr", type=float,
               help="Learning rate (default: the data set's with its optimizer, else the "
                    "optimizer's).")
