@@ -11,6 +11,7 @@ import click
 from click.core import ParameterSource
 
 from gradviz.errors import GradvizError
+from gradviz.nn.training import PrintReporter
 
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adamax", "adadelta")
 DEVICE_NAMES = ("numpy", "cpu", "cuda", "auto")
@@ -115,18 +116,17 @@ class CompileNotice:
         self._stop = None
 
 
-class ConsoleReporter:
+class ConsoleReporter(PrintReporter):
     """A progress bar per epoch on stderr (when it is a terminal: the epoch's ETA once it is
-    known, running loss, samples/s and the whole run's time left) and epoch lines on stdout (the first, one in `every`, the last); with `as_json`,
-    one JSON object per epoch and no bar."""
+    known, running loss, samples/s and the whole run's time left) and `PrintReporter`'s epoch
+    lines on stdout (the first, one in `every`, the last); with `as_json`, one JSON object per
+    epoch and no bar."""
 
     def __init__(self, as_json: bool, every: int | None = None):
+        super().__init__(every)
         self.as_json = as_json
         self.show_bar = not as_json and sys.stderr.isatty()
         self.bar = None
-        self.every = every
-        self._first = None
-        self._pending = None
         self._status = ""
         self._run_start = None
         self.notice = CompileNotice()
@@ -180,26 +180,14 @@ class ConsoleReporter:
 
             click.echo(json.dumps(asdict(record)))
             return
-        from gradviz.nn.history import epoch_line, epochs_shown
+        super().epoch_end(record, epochs)
 
-        every = self.every or epochs_shown(epochs)
-        if self._first is None:
-            self._first = record.epoch
-        if record.epoch == self._first or record.epoch % every == 0 or record.epoch == epochs:
-            click.echo(epoch_line(record, epochs))
-            self._pending = None
-        else:
-            self._pending = (record, epochs)
+    def _print(self, text: str) -> None:
+        click.echo(text)
 
     def note(self, text):
-        if self.as_json:
-            return
-        if self._pending is not None:  # the epoch the run stopped at
-            from gradviz.nn.history import epoch_line
-
-            click.echo(epoch_line(*self._pending))
-            self._pending = None
-        click.echo(text)
+        if not self.as_json:
+            super().note(text)
 
     def close(self):
         if self.bar is not None:
