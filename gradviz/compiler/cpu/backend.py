@@ -30,7 +30,7 @@ from gradviz.compiler.schedule import Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError
 from gradviz.core.interpret import leaf_array, lookup
 from gradviz.core.ir import Node
-from gradviz.core.sizes import as_code, symbols_of
+from gradviz.core.sizes import as_code, graph_sizes
 
 # error_model="numpy": x/0 is inf or nan as in NumPy (and the interpreter), not an exception;
 # the zero check it saves is also what kept loops with a division from vectorizing.
@@ -102,7 +102,7 @@ def _parallel_units(sched: Schedule, threads: int, points: bool,
 def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: int,
               parallel_min: int | None) -> str:
     names = buffer_names(sched)
-    dims = list(size_symbols(sched))
+    dims = list(graph_sizes(sched.order))
     jit = JIT
     lines = [PRELUDE.format(what="points" if points else "cpu", dtype=dtype),
              templates.helpers(dtype, jit)]
@@ -176,18 +176,10 @@ def _value_name(sched: Schedule, names, node: Node) -> str:
     return names[a.base]
 
 
-def size_symbols(sched: Schedule) -> dict[str, int]:
-    """The named sizes (see core/sizes.py) the graph's shapes and attributes use, sorted by name:
-    arguments of the generated code, so one module serves every value of them."""
-    found = symbols_of(*(n.shape for n in sched.order),
-                       *(v for n in sched.order for v in n.attrs.values()))
-    return dict(sorted(found.items()))
-
-
 def run_arguments(sched: Schedule, names, points: bool, parallel: bool = False) -> list[str]:
     args = ["n"] if points else []
     args += ["nt"] if parallel else []
-    args += list(size_symbols(sched))
+    args += list(graph_sizes(sched.order))
     args += [names[n] for n in sched.leaves]
     args += [names[n] for n in sched.constants]
     args += [names[n] for n in sched.buffers()]
@@ -234,7 +226,7 @@ class CompiledGraph:
         self._lead = (threads,) if self.parallel else ()
         self.guard = ThreadGuard(threads) if self.parallel and guard else None
         self._names = buffer_names(sched)
-        self._sizes = tuple(size_symbols(sched).values())
+        self._sizes = tuple(graph_sizes(sched.order).values())
         self._leaves = sched.leaves
         self._constants = [np.ascontiguousarray(n.attrs["value"], self.dtype).reshape(-1)
                            for n in sched.constants]
