@@ -21,12 +21,13 @@ def data() -> None:
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Retries of a broken transfer (each resumes the .part file).")
 def fetch(name: str, mirror: str | None, root: str | None, retries: int) -> None:
-    """Download data set NAME (mnist, fashion-mnist) with a progress bar on stderr, check every
-    file's size and SHA-256, and move it into place only when it matches.
+    """Download data set NAME (mnist, fashion-mnist, cifar10) with a progress bar on stderr,
+    check every file's size and SHA-256, and move it into place only when it matches.
 
     \b
     Example:
       gradviz data fetch mnist
+      gradviz data fetch cifar10
       gradviz data fetch fashion-mnist --mirror https://example.org/fashion/
     """
     from gradviz.data.fetch import ProgressBar, dataset_dir, fetch_dataset

@@ -19,7 +19,13 @@ with their own sums).
 Where the sums come from (see docs/training.md): MNIST's SHA-256 are the ones TensorFlow
 Datasets lists for the files on ``storage.googleapis.com/cvdf-datasets/mnist`` and many
 downloaders repeat, Fashion-MNIST's the ones published with the Zalando files; the MD5 sums,
-kept for reference, are torchvision's (``torchvision/datasets/mnist.py``).
+kept for reference, are torchvision's (``torchvision/datasets/mnist.py``). CIFAR-10's archive
+``cifar-10-python.tar.gz`` (170,498,071 bytes) has the SHA-256 that torchvision's prototype data
+sets give for it (``_SHA256`` of ``Cifar10`` in ``torchvision/prototype/datasets/_builtin/cifar.py``
+in pytorch/vision), the same sum that independent downloaders publish beside that size; its MD5
+is the one ``torchvision/datasets/cifar.py`` checks (``tgz_md5``). TensorFlow Datasets lists only
+the binary version (``cifar-10-binary.tar.gz``), so its checksums file does not apply here. The
+archive is read in place, never extracted or unpickled unsafely: see `gradviz.data.cifar`.
 """
 from __future__ import annotations
 
@@ -97,6 +103,12 @@ CATALOG: dict[str, RemoteDataset] = {
          RemoteFile("t10k-labels-idx1-ubyte.gz", 5148,
                     "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
                     "bb300cfdad3c16e7a12a480ee83cd310"))),
+    "cifar10": RemoteDataset(
+        "cifar10", "CIFAR-10 colour images (Krizhevsky), 50,000 + 10,000 3x32x32, 10 classes",
+        ("https://www.cs.toronto.edu/~kriz/",),
+        (RemoteFile("cifar-10-python.tar.gz", 170498071,
+                    "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+                    "c58f30108f718f92721af3b95e74349a"),)),
 }
 
 
@@ -180,7 +192,8 @@ def list_table(statuses: list[LocalStatus], root: Path) -> str:
     width = max(len(s.name) for s in statuses) if statuses else 0
     for s in statuses:
         if s.complete:
-            state = f"{len(s.present)} files, {s.size / 1e6:.1f} MB"
+            count = len(s.present)
+            state = f"{count} file{'' if count == 1 else 's'}, {s.size / 1e6:.1f} MB"
         elif s.present or s.partial:
             state = (f"incomplete: {len(s.present)} of {len(s.present) + len(s.missing)} files"
                      f" (run: {fetch_command(s.name)})")

@@ -8,6 +8,9 @@ Specs (what ``gradviz train --data`` takes)::
     digits                             scikit-learn's 8x8 digits (shipped inside its wheel)
     mnist | fashion-mnist              the files `gradviz data fetch NAME` downloaded and verified
     mnist:DIR | fashion-mnist:DIR      IDX files the user has in DIR (.gz accepted)
+    cifar10                            the archive `gradviz data fetch cifar10` downloaded
+    cifar10:DIR                        DIR holding cifar-10-python.tar.gz or the extracted
+                                       cifar-10-batches-py (or the .tar.gz file itself)
     PATH.csv (or .csv.gz, or any existing file)   with target="COLUMN"
 
 Loading never downloads anything: `gradviz.data.fetch` does, when asked.
@@ -25,6 +28,9 @@ from gradviz.errors import GradvizError
 from .csvdata import read_csv
 from .dataset import (CLASSIFICATION, LAYOUTS, REGRESSION, Dataset, Normalizer, check_fractions,
                       random_split)
+from .cifar import CLASSES as CIFAR10_CLASSES
+from .cifar import IMAGE_SHAPE as CIFAR10_SHAPE
+from .cifar import load_cifar10
 from .idx import FASHION_CLASSES, load_mnist_dir
 from .synthetic import (BOOLEAN_TARGETS, boolean_gate, make_circles, make_heights, make_moons,
                         make_spiral)
@@ -42,8 +48,12 @@ DATASETS: dict[str, str] = {
     "mnist": "MNIST 28x28 digits, fetched by `gradviz data fetch mnist`",
     "fashion-mnist": "Fashion-MNIST 28x28 clothing images, fetched by `gradviz data fetch "
                      "fashion-mnist`",
+    "cifar10": "CIFAR-10 32x32 colour images (3 channels), 10 classes, fetched by `gradviz data "
+               "fetch cifar10`",
     "mnist:DIR": "MNIST 28x28 digits from the IDX files in DIR (train-/t10k-, .gz accepted)",
     "fashion-mnist:DIR": "Fashion-MNIST 28x28 clothing images from the IDX files in DIR",
+    "cifar10:DIR": "CIFAR-10 from DIR: cifar-10-python.tar.gz or the extracted "
+                   "cifar-10-batches-py",
     "FILE.csv": "a CSV file with a header row; name the column to predict with --target",
 }
 
@@ -101,14 +111,17 @@ def load_dataset(spec: str | os.PathLike, *, target: str | None = None, seed: in
 
     Parameters
     ----------
-    spec: a name (``"xor"``, ``"moons"``, ``"digits"``...), ``"spiral:classes=5"``-style options
-        for generated sets, ``"mnist:DIR"`` / ``"fashion-mnist:DIR"``, or a CSV path.
+    spec: a name (``"xor"``, ``"moons"``, ``"digits"``, ``"mnist"``, ``"cifar10"``...),
+        ``"spiral:classes=5"``-style options for generated sets, ``"mnist:DIR"`` /
+        ``"fashion-mnist:DIR"`` / ``"cifar10:DIR"``, or a CSV path.
     target: the CSV column to predict (required for CSV files, refused for the others).
     seed: seeds point generation, subsetting and the split (same seed, same data set).
     n: generated sets: number of points; digits, CSV: keep a random subset of at most ``n``
-        examples; MNIST: keep at most the first ``n`` examples of each file. Not for and/or/xor.
-    val_fraction, test_fraction: shares of the examples held out. MNIST with its t10k files uses
-        them as the test split and takes only the validation split from the training file. The
+        examples; MNIST: keep at most the first ``n`` examples of each file; CIFAR-10: of the
+        training batches and of the test batch. Not for and/or/xor.
+    val_fraction, test_fraction: shares of the examples held out. MNIST with its t10k files (and
+        CIFAR-10 with its test batch) uses them as the test split and takes only the validation
+        split from the training file. The
         boolean gates ignore both: all 4 points are in every split.
     noise: noise level for spiral, moons, circles (overrides their default).
     task: for CSV only, ``"classification"`` or ``"regression"`` (default: guessed from the target).
@@ -140,6 +153,8 @@ def load_dataset(spec: str | os.PathLike, *, target: str | None = None, seed: in
                              n, split_rng, DATASETS["digits"], {}, **opts)
     if kind == "idx":
         return _load_idx(*arg, n, split_rng, opts)
+    if kind == "cifar10":
+        return _load_cifar10(arg, n, split_rng, opts)
     return _load_csv(arg, target, task, n, split_rng, opts)
 
 
@@ -256,6 +271,23 @@ def _load_idx(name: str, directory: str, n, split_rng, opts) -> Dataset:
                   description=f"{_IDX_SETS[name]} from {directory}", info=info, **opts)
 
 
+def _load_cifar10(location: str, n, split_rng, opts) -> Dataset:
+    """CIFAR-10 from ``location`` (see `gradviz.data.cifar.load_cifar10`): the validation split
+    comes from the training batches, the test split is the test batch."""
+    train_x, train_y, test_x, test_y = load_cifar10(location, limit=n)
+    X = train_x.reshape(len(train_x), -1)  # uint8 until normalized
+    tr, va, _ = random_split(split_rng, len(train_y), opts["val_fraction"], 0.0, need_test=False)
+    channels, rows, cols = CIFAR10_SHAPE
+    names = tuple(f"{colour}_{r}_{c}" for colour in ("red", "green", "blue")[:channels]
+                  for r in range(rows) for c in range(cols))
+    info = {"directory": str(Path(location).expanduser()), "test_from": "test batch"}
+    return _build("cifar10", X[tr], train_y[tr], X[va], train_y[va],
+                  test_x.reshape(len(test_x), -1), test_y, task=CLASSIFICATION, n_classes=10,
+                  feature_names=names, class_names=CIFAR10_CLASSES, image_shape=CIFAR10_SHAPE,
+                  default_norm="scale", scale_max=255.0, description=f"CIFAR-10 from {location}",
+                  info=info, **opts)
+
+
 def _load_csv(path: str, target, task, n, split_rng, opts) -> Dataset:
     """A CSV file with ``target`` as the column to predict, optionally subset to ``n`` rows."""
     table = read_csv(path, target, task)
@@ -284,6 +316,12 @@ def _classify(spec: str, lower: str):
 
             return "idx", (key, str(require_local(key)))
         return "idx", (key, rest.strip())
+    if key == "cifar10":
+        if not rest.strip():
+            from .fetch import require_local
+
+            return "cifar10", str(require_local(key))
+        return "cifar10", rest.strip()
     if key in _GENERATED:
         return "generated", (key, rest)
     if not sep:
@@ -298,7 +336,7 @@ def _classify(spec: str, lower: str):
         return "csv", spec
     if path.is_dir():
         raise GradvizError(f"{spec} is a directory; for IDX files write mnist:{spec} or "
-                           f"fashion-mnist:{spec}")
+                           f"fashion-mnist:{spec}, for CIFAR-10 cifar10:{spec}")
     if "/" in spec or os.sep in spec:
         raise GradvizError(f"no such file: {spec}")
     raise GradvizError(f"unknown data set {spec!r} (choose from {_known_names()})")

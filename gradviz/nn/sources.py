@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # the command line, or when the file still has the recorded fingerprint (a checkpoint edited to
 # name another file, /etc/passwd say, is refused without that file being parsed or shown).
 BUILTIN_DATA = ("and", "or", "xor", "spiral", "moons", "circles", "digits", "heights", "mnist",
-                 "fashion-mnist")
+                 "fashion-mnist", "cifar10")
 
 
 def _data_location(spec: str) -> tuple[str, list[Path]] | None:
@@ -36,6 +36,13 @@ def _data_location(spec: str) -> tuple[str, list[Path]] | None:
         directory = os.path.abspath(os.path.expanduser(rest.strip()))
         files = [find_mnist_file(Path(directory), role) for role in MNIST_FILES]
         return f"{key}:{directory}", [f for f in files if f is not None]
+    if key == "cifar10":
+        if not rest.strip():
+            return None
+        from gradviz.data.cifar import source_files
+
+        location = os.path.abspath(os.path.expanduser(rest.strip()))
+        return f"{key}:{location}", source_files(location)
     if key in BUILTIN_DATA:
         return None
     path = os.path.abspath(os.path.expanduser(spec.strip()))
