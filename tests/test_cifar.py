@@ -187,6 +187,7 @@ def test_extracted_folder_and_python3_pickles(archive, tmp_path):
     ("not-a-pickle", "data_batch_3: not a CIFAR-10 batch .bad pickle"),
     ("wrong-shape", r"data is a uint8 array of shape \(8, 100\)"),
     ("bad-label", "label 12 at index 0 is not 0-9"),
+    ("many-members", "more than 100 members before all the batches were found"),
 ])
 def test_bad_archives_are_one_line(tmp_path, body, match):
     if body == "truncate":
@@ -195,6 +196,8 @@ def test_bad_archives_are_one_line(tmp_path, body, match):
     elif body == "no-test":
         body = make_tar({n: py2_pickle(b) for n, b in fake_batches().items()
                          if n != "test_batch"})
+    elif body == "many-members":
+        body = make_tar({f"padding_{i}": b"" for i in range(101)})
     elif body == "not-a-pickle":
         body = fake_archive(replace={"data_batch_3": b"\x80\x02}q\x01(U\x04data"})
     elif body in ("wrong-shape", "bad-label"):

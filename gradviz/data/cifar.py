@@ -39,6 +39,11 @@ _ROW = 3 * 32 * 32
 #: The largest batch file read (bytes): a real one is about 31 MB (10,000 x 3,072 bytes plus
 #: labels and file names), so anything much larger is refused before it is read.
 MAX_BATCH_BYTES = 64 << 20
+#: An archive is read only this far (members, and bytes of them decompressed, skipped or read):
+#: the real one has 8 members and 185 MB, so a crafted archive of millions of members or
+#: gigabytes of padding is refused early instead of filling memory or taking minutes.
+MAX_MEMBERS = 100
+MAX_ARCHIVE_BYTES = 1 << 30
 
 
 class _Refused(pickle.UnpicklingError):
@@ -229,9 +234,17 @@ def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The batches of a cifar-10-python.tar.gz, read from the compressed stream in one pass."""
     wanted = set(_wanted())
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    seen = total = 0
     try:
         with tarfile.open(path, mode="r|gz") as tar:
             for member in tar:
+                seen += 1
+                total += member.size
+                if seen > MAX_MEMBERS or total > MAX_ARCHIVE_BYTES:
+                    much = (f"{MAX_MEMBERS} members" if seen > MAX_MEMBERS
+                            else f"{MAX_ARCHIVE_BYTES} bytes")
+                    raise GradvizError(f"{path}: not {ARCHIVE} (more than {much} before all "
+                                       "the batches were found)")
                 name = member.name.rsplit("/", 1)[-1]
                 if name not in wanted or name in out or not member.isfile():
                     continue
