@@ -46,7 +46,9 @@ def test_parallel_module_matches_serial():
     parallel = compile_cpu(outputs, threads=2, parallel_min=SMALL, guard=False)
     assert not serial.parallel and parallel.parallel
     src = parallel.source
-    assert "prange(nt)" in src and "prange(nc)" in src   # convolutions/pools and a split GEMM
+    # convolutions/pools and a split GEMM, in blocks the worker pool runs
+    assert "in range(me * (nt) // workers" in src and "in range(me * (nc) // workers" in src
+    assert "prange(" not in src.split("def part", 1)[1]
     feeds = _feeds(leaves)
     want, got = serial(feeds), parallel(feeds)
     names = ["loss"] + [f"d/d{leaf.name}" for leaf in leaves]
@@ -72,7 +74,7 @@ def test_one_chunk_is_the_serial_order_and_the_guard_changes_nothing():
         assert guarded.guard.history and guarded.guard.active in (1, guarded.guard.most)
     # nt = 1 (threads=1 passed to the parallel code) adds in the serial order everywhere
     one = compile_cpu(outputs, threads=2, parallel_min=SMALL, guard=False)
-    one._lead = (1,)
+    one._chunks = 1
     for a, b in zip(want, one(feeds)):
         assert np.array_equal(a, b)
 
@@ -85,7 +87,7 @@ def test_large_gemm_split_is_bit_exact():
     feeds = _feeds([x, w], 2)
     serial = compile_cpu(outputs, threads=1)(feeds)
     f = compile_cpu(outputs, threads=2, guard=False)
-    assert "prange(nc)" in f.source
+    assert "in range(me * (nc) // workers" in f.source
     for a, b in zip(serial, f(feeds)):
         assert np.array_equal(a, b)
 
@@ -132,3 +134,39 @@ def test_resume_is_bit_exact_with_two_threads(tmp_path, monkeypatch):
     for name, value in straight.params.items():
         assert np.array_equal(value, resumed.params[name]), name
     assert [r.train_loss for r in resumed.history] == [r.train_loss for r in straight.history]
+
+
+def test_the_step_gives_the_same_bits_on_one_thread_or_two():
+    outputs, leaves = _graph()
+    f = compile_cpu(outputs, threads=2, parallel_min=SMALL, guard=False)
+    feeds = _feeds(leaves, 3)
+    two = [a.copy() for a in f(feeds)]
+    f.threads = 1      # the same blocks, all run by the calling thread
+    for a, b in zip(two, f(feeds)):
+        assert np.array_equal(a, b)
+
+
+def test_worker_pool_runs_every_block_and_passes_errors_on():
+    import threading
+
+    from gradviz.compiler.cpu.workers import Workers
+
+    pool = Workers()
+    seen = []
+
+    def block(me, workers, tag):
+        seen.append((me, workers, tag, threading.current_thread() is threading.main_thread()))
+
+    pool.each(3, block, "a")
+    assert sorted(s[:3] for s in seen) == [(0, 3, "a"), (1, 3, "a"), (2, 3, "a")]
+    assert [s[3] for s in seen if s[0] == 0] == [True]    # block 0 on the calling thread
+
+    def failing(me, workers):
+        if me == 1:
+            raise ValueError("block 1 failed")
+
+    with pytest.raises(ValueError, match="block 1 failed"):
+        pool.each(2, failing)
+    seen.clear()
+    pool.each(2, block, "b")          # the pool still works after an error
+    assert sorted(s[:3] for s in seen) == [(0, 2, "b"), (1, 2, "b")]

@@ -45,11 +45,10 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
     (default: the graph's). `updates={leaf: node}` writes each node's value into the array
     given for `leaf`. `points=True` compiles a scalar graph to run at many points at once: every
     variable takes an array (they broadcast) and each output is an array of values.
-    `threads` (CPU): how many cores the step may use; None: one, the serial module (a parallel
-    module takes three times as long to compile, and on a busy machine it measured 0.77-0.86x of
-    the serial one: docs/benchmarks.md); `default_threads()` is every core the process may use
-    (its CPU affinity, at most NUMBA_NUM_THREADS). With more than one, the
-    large loops, matrix products, convolutions and pools run on Numba's thread pool, each chunk
+    `threads` (CPU): how many cores the step may use; None: one, the serial module;
+    `default_threads()` is every core the process may use (its CPU affinity, at most
+    NUMBA_NUM_THREADS). With more than one, the large loops, matrix products, convolutions and
+    pools are cut into `threads` fixed chunks that gradviz's worker threads run, each chunk
     calling BLAS with one thread: one owner of the cores (see docs/compiler.md). Each call then
     runs with the faster of `threads` and one thread, measured now and then, so a busy machine
     costs no more than one thread would; results depend on `threads` only. The BLAS the
@@ -82,7 +81,7 @@ def default_threads() -> int:
 def set_threads(threads: int) -> None:
     """Prepare the process for compiled steps of `threads` threads: the BLAS compiled code calls
     (SciPy's, loaded first so that the limit reaches it) runs one thread per call, since the
-    cores belong to Numba's pool, which splits the matrix products itself (two pools on two
+    cores belong to the worker pool, which splits the matrix products itself (two pools on two
     cores made an MLP step 3.5x slower). NumPy's own BLAS is left alone."""
     if threads < 1:
         raise GradvizError(f"threads must be at least 1, got {threads}")

@@ -82,7 +82,8 @@ def _is_number(value) -> bool:
 #: updates (one per epoch) for plain SGD; the 2-D sets about 500 Adam steps at a rate of 0.01;
 #: digits about 1,200 steps at Adam's usual 0.001 (the CNN 800 steps of momentum at 0.03); a
 #: larger set (MNIST) a few epochs of its ~900 steps each. Anything else keeps the general
-#: defaults.
+#: defaults. `label_smoothing` (absent: 0) is the mass of the training targets spread evenly
+#: over the classes: the MLP on digits takes 0.2 (see `smooth_targets` and docs/training.md).
 DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...], dict], ...] = (
     (("and", "or", "xor"), ("mlp",), dict(optimizer="adam", lr=0.01, batch=4, epochs=100)),
     (("and", "or", "xor"), ("*",), dict(optimizer="sgd", lr=0.5, batch=4, epochs=100)),
@@ -91,7 +92,8 @@ DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...], dict], ...] = (
     (("digits",), ("cnn",), dict(optimizer="momentum", lr=0.03, batch=32, epochs=20)),
     (("digits",), ("logreg", "perceptron"), dict(optimizer="adam", lr=0.01, batch=32,
                                                   epochs=30)),
-    (("digits",), ("*",), dict(optimizer="adam", lr=0.001, batch=32, epochs=30)),
+    (("digits",), ("*",), dict(optimizer="adam", lr=0.001, batch=32, epochs=30,
+                               label_smoothing=0.2)),
     (("heights",), ("*",), dict(optimizer="sgd", lr=0.05, batch=32, epochs=40)),
     (("mnist", "fashion-mnist"), ("*",), dict(optimizer="adam", lr=0.001, batch=64, epochs=10)),
     (("*",), ("*",), dict(optimizer="adam", lr=None, batch=32, epochs=20)),
@@ -106,22 +108,25 @@ def data_kind(data: str) -> str:
 
 
 def default_settings(model: str, data: str) -> dict:
-    """The default optimizer, lr (None: the optimizer's own), batch and epochs for training
-    `model` on `data`: the first row of `DEFAULTS` that matches. The rows for a data set
-    were tuned with the built-in models; a model file or a custom model gets the last row."""
+    """The default optimizer, lr (None: the optimizer's own), batch, epochs and label smoothing
+    for training `model` on `data`: the first row of `DEFAULTS` that matches. The rows for a
+    data set were tuned with the built-in models; a model file or a custom model gets the last
+    row."""
     from gradviz.nn.models import MODELS
 
     kind = data_kind(data) if model in MODELS else ""
     for datasets, models, settings in DEFAULTS:
         if ("*" in datasets or kind in datasets) and ("*" in models or model in models):
-            return dict(settings)
+            return {"label_smoothing": 0.0, **settings}
     raise AssertionError("DEFAULTS ends with a row for everything")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides what a training run computes (the device does not: every device
-    computes the same steps). `lr=None` means the optimizer's default rate."""
+    computes the same steps). `lr=None` means the optimizer's default rate. `label_smoothing`
+    (classification only) trains on targets 1 - eps + eps/K for the true class and eps/K for the
+    others (K classes; `smooth_targets`); None takes the data set's default (`DEFAULTS`)."""
 
     model: str
     data: str
@@ -135,6 +140,7 @@ class TrainConfig:
     lr_decay: str | None = None
     seed: int = 0
     patience: int | None = None
+    label_smoothing: float | None = None
 
     def __post_init__(self):
         for name in ("model", "data"):
@@ -163,6 +169,10 @@ class TrainConfig:
             raise GradvizError(f"--lr must be a positive number, got {self.lr!r}")
         if not (_is_number(self.l2) and math.isfinite(self.l2) and self.l2 >= 0):
             raise GradvizError(f"--l2 must be a number >= 0, got {self.l2!r}")
+        eps = self.label_smoothing
+        if not (_is_number(eps) and math.isfinite(eps) and 0 <= eps < 1):
+            raise GradvizError(f"--label-smoothing must be a number in [0, 1), got {eps!r}")
+        object.__setattr__(self, "label_smoothing", float(eps))
         if self.hidden is not None:
             if not isinstance(self.hidden, (tuple, list)) or not self.hidden \
                     or any(not _is_int(h) or h < 1 for h in self.hidden):
@@ -181,7 +191,7 @@ class TrainConfig:
             object.__setattr__(self, "optimizer", table["optimizer"])
         if self.lr is None and str(self.optimizer).lower() == table["optimizer"]:
             object.__setattr__(self, "lr", table["lr"])
-        for name in ("epochs", "batch"):
+        for name in ("epochs", "batch", "label_smoothing"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, table[name])
 
@@ -198,6 +208,8 @@ class TrainConfig:
         if not isinstance(d, dict) or set(d) - names or not {"model", "data"} <= set(d):
             raise GradvizError("the checkpoint's configuration is not one gradviz wrote")
         d = dict(d)
+        # a checkpoint written before label smoothing existed was trained without it
+        d.setdefault("label_smoothing", 0.0)
         if d.get("hidden") is not None:
             if not isinstance(d["hidden"], list):
                 raise GradvizError(f"--hidden must list positive layer widths, got "
@@ -389,6 +401,31 @@ def forward_macs(model, input_shape) -> int:
         return max(sum(int(p.size) for p in model.parameters()), 1)
 
 
+def smooth_targets(targets, eps: float):
+    """Label smoothing as graph nodes: one-hot `targets` (N, K) become (1 - eps) * t + eps / K,
+    so the true class gets 1 - eps + eps/K and every other class eps/K (a 0/1 column, a model
+    with one logit, becomes (1 - eps) * t + eps / 2). The cross-entropy with these targets is
+    (1 - eps) times the usual one plus eps times the mean of -log p over the classes: the model
+    is still pushed to the right class, but no longer rewarded for ever larger logits (Szegedy et
+    al. 2016, "Rethinking the Inception architecture", section 7)."""
+    from gradviz.ops import add, mul
+
+    classes = 2 if targets.shape[-1] == 1 else targets.shape[-1]
+    return add(mul(targets, 1.0 - eps), eps / classes)
+
+
+def smoothed_loss(eps: float):
+    """The classification loss on `smooth_targets(target, eps)`: a `loss_fn` for
+    `build_train_step` (the training step's `loss` output is then this smoothed loss, whose
+    minimum is the entropy of the smoothed targets, not 0)."""
+    from gradviz.nn.losses import classification_loss
+
+    def loss_fn(logits, targets):
+        return classification_loss(logits, smooth_targets(targets, eps))
+
+    return loss_fn
+
+
 def _dtype(model) -> str:
     params = list(model.parameters())
     return params[0].dtype if params else "float32"
@@ -466,6 +503,9 @@ class Trainer:
         self.optimizer = get_optimizer(config.optimizer)
         self.schedule = LRSchedule.parse(config.lr or self.optimizer.default_lr, config.lr_decay)
         self.task = self.dataset.task
+        if config.label_smoothing and self.task != CLASSIFICATION:
+            raise GradvizError(f"--label-smoothing is for classification; {config.data} is a "
+                               f"{self.task} data set")
         self.dtype = _dtype(self.model)
         self._graphs: dict[int, TrainStep] = {}
         self._steps: dict[int, tuple[TrainStep, Any]] = {}
@@ -477,9 +517,11 @@ class Trainer:
     # -- pieces --
     def _step_graph(self, batch: int) -> TrainStep:
         if batch not in self._graphs:
+            eps = self.config.label_smoothing
             self._graphs[batch] = build_train_step(
                 self.model, batch, self.dataset.input_shape, optimizer=self.optimizer,
-                task=self.task, l2=self.config.l2, dtype=self.dtype)
+                task=self.task, l2=self.config.l2, dtype=self.dtype,
+                loss_fn=smoothed_loss(eps) if eps and self.task == CLASSIFICATION else None)
         return self._graphs[batch]
 
     def _train_step(self, batch: int):
@@ -623,7 +665,7 @@ class Trainer:
             return self._run()
         # The interpreter runs one small BLAS call per node; OpenBLAS threads on those cost more
         # than they give, and on a busy 2-core machine they made steps 10x slower (measured).
-        # The compiled CPU step too: its cores belong to Numba's pool, which splits the matrix
+        # The compiled CPU step too: its cores belong to its worker pool, which splits the matrix
         # products into single-threaded BLAS calls (`threads`; see gradviz.compiler.compile).
         # Its BLAS is SciPy's, loaded first so that the limit reaches it.
         import scipy.linalg.cython_blas  # noqa: F401

@@ -6,18 +6,21 @@ which calls them in order. All arrays (leaf values, tensor constants, buffers) a
 structure, whatever its sizes, and Numba's on-disk cache applies. Buffers are allocated once, when the graph is
 compiled, and reused by every call.
 
-Threads: one owner of the cores, Numba's thread pool. With `threads=n > 1` the module is the
-parallel one: large elementwise kernels loop with `prange`, and matrix products, convolutions and
-pools run as `prange` over `nt` fixed chunks (kernels.py), each chunk calling BLAS with one
-thread, so that BLAS's own threads never compete with Numba's (two pools on two cores made an
-MLP step 3.5x slower). `nt` = n is an argument of the generated code; how many threads run the
-chunks is `numba.set_num_threads`, chosen per call by `ThreadGuard` (the faster of n and 1,
-measured, so a busy machine does not make the step slower than one thread), and never changes
-the result. With `threads=1` the module is the serial one.
+Threads: one owner of the cores, the worker pool (workers.py). With `threads=n > 1` the module is
+the parallel one: large elementwise kernels, matrix products, convolutions and pools are
+functions `part(me, workers, ...)` that do block `me` of `workers` of their outer loop over `nt`
+fixed chunks (kernels.py), each chunk calling BLAS with one thread, so that BLAS's own threads
+never compete with the pool (two pools on two cores made an MLP step 3.5x slower); `run` hands
+them to the pool. `nt` = n is an argument of the generated code; how many threads run the
+blocks is chosen per call by `ThreadGuard` (the faster of n and 1, measured, so a busy machine
+does not make the step slower than one thread), and never changes the result. With `threads=1`
+the module is the serial one.
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import statistics
 import time
 from typing import Mapping
@@ -25,7 +28,7 @@ from typing import Mapping
 import numpy as np
 
 from gradviz.compiler import cache, templates
-from gradviz.compiler.cpu import kernels
+from gradviz.compiler.cpu import kernels, workers
 from gradviz.compiler.schedule import Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError
 from gradviz.core.interpret import leaf_array, lookup
@@ -35,6 +38,8 @@ from gradviz.core.sizes import as_code, graph_sizes
 # error_model="numpy": x/0 is inf or nan as in NumPy (and the interpreter), not an exception;
 # the zero check it saves is also what kept loops with a division from vectorizing.
 JIT = 'njit(cache=True, error_model="numpy")'
+# a parallel kernel runs on several threads at once: it must not hold the GIL
+PARALLEL_JIT = 'njit(cache=True, error_model="numpy", nogil=True)'
 CHUNK = 16              # kernels per compiled function (see `generate`)
 PARALLEL_MIN = 1 << 16   # elements; smaller loops do not repay the thread wake-up
 PARALLEL_WORK = 1 << 18  # one-op kernels: multiply-adds (GEMM, convolution) or window reads
@@ -114,12 +119,15 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
         lines.insert(1, f"GEMM_SPLIT_MIN = {split}\n")
     for j, group in enumerate(_groups(_units(sched, names, parallel, points), chunk or CHUNK)):
         params = list(dict.fromkeys([*dims, *(p for unit in group for p in unit[0])]))
-        decorator = JIT[:-1] + ", parallel=True)" if group[0][2] else jit
-        lines.append(f"\n@{decorator}\ndef part{j}({', '.join(params)}):")
+        if group[0][2]:
+            lines.append(f"\n@{PARALLEL_JIT}\ndef part{j}(me, workers, {', '.join(params)}):")
+            calls.append(f"each(part{j}, {', '.join(params)})")
+        else:
+            lines.append(f"\n@{jit}\ndef part{j}({', '.join(params)}):")
+            calls.append(f"part{j}({', '.join(params)})")
         for unit in group:
             lines.extend("    " + line for line in unit[1])
         lines.append("")
-        calls.append(f"part{j}({', '.join(params)})")
     for leaf, node in sched.late_updates:
         calls.append(f"{names[leaf]}[:] = {_value_name(sched, names, node)}")
     arguments = run_arguments(sched, names, points, any(parallel.values()))
@@ -140,6 +148,7 @@ def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -
         if k.kind == "elementwise":
             params, body = kernels.elementwise_body(
                 k, sched, names.__getitem__, size="n" if points else None, parallel=parallel)
+            body = _blocks(body) if parallel else body
             units.append((["n", *params] if points else params, header + body, parallel))
             continue
         node, = k.nodes
@@ -147,7 +156,7 @@ def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -
         params = [*dict.fromkeys(nm for nm, a in args if not a.literal), names[node]]
         lowering = kernels.cpu_kernels[k.kind]
         if parallel:
-            body = lowering.parallel(node, args, names[node])
+            body = _blocks(lowering.parallel(node, args, names[node]))
             params.append("nt")
         else:
             body = lowering.emit(node, args, names[node])
@@ -155,7 +164,27 @@ def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -
             params.append(f"s{k.index}")
             header.append(f"scratch = s{k.index}")
         units.append((params, header + body, parallel))
+        if parallel and lowering.join is not None:
+            units.append((params, [f"# kernel {k.index}, its chunks summed", *header[1:],
+                                   *lowering.join(node, args, names[node])], False))
     return units
+
+
+_PRANGE = re.compile(r"^(\s*)for (\w+) in prange\((.*)\):$")
+
+
+def _blocks(lines: list[str]) -> list[str]:
+    """A parallel kernel's lines with its `prange(count)` loop cut to block `me` of `workers`:
+    contiguous blocks (a chunk or element never straddles two), whichever thread runs them."""
+    out = []
+    for line in lines:
+        m = _PRANGE.match(line)
+        if m:
+            pad, var, count = m.groups()
+            line = (f"{pad}for {var} in range(me * ({count}) // workers, "
+                    f"(me + 1) * ({count}) // workers):")
+        out.append(line)
+    return out
 
 
 def _groups(units: list[tuple], chunk: int) -> list[list[tuple]]:
@@ -178,7 +207,7 @@ def _value_name(sched: Schedule, names, node: Node) -> str:
 
 def run_arguments(sched: Schedule, names, points: bool, parallel: bool = False) -> list[str]:
     args = ["n"] if points else []
-    args += ["nt"] if parallel else []
+    args += ["each", "nt"] if parallel else []
     args += list(graph_sizes(sched.order))
     args += [names[n] for n in sched.leaves]
     args += [names[n] for n in sched.constants]
@@ -223,7 +252,8 @@ class CompiledGraph:
                                parallel_min=parallel_min)
         parallel_of = _parallel_units(sched, threads, points, parallel_min)
         self.parallel = any(parallel_of.values())
-        self._lead = (threads,) if self.parallel else ()
+        self._chunks = threads   # `nt` of the generated code
+        self._workers = workers.pool()
         self.guard = ThreadGuard(threads) if self.parallel and guard else None
         self._names = buffer_names(sched)
         self._sizes = tuple(graph_sizes(sched.order).values())
@@ -256,7 +286,8 @@ class CompiledGraph:
                 with warnings.catch_warnings():
                     # a chunk of a transposed operand is a strided view np.dot copies (kernels.py)
                     warnings.simplefilter("ignore", NumbaPerformanceWarning)
-                    part.compile(tuple(integer if p in ("n", "nt") or p.startswith("d_")
+                    part.compile(tuple(integer if p in ("n", "nt", "me", "workers")
+                                       or p.startswith("d_")
                                        else array for p in params))
 
     def _load_and_compile(self):
@@ -301,13 +332,18 @@ class CompiledGraph:
             return self._call_points(dict(feeds or {}, **named))
         feeds = dict(feeds or {}, **named) if named else (feeds or {})
         values = {leaf: self._flat(leaf, lookup(leaf, feeds)) for leaf in self._leaves}
-        if self.guard is not None:
-            self.guard.call(self._run, *self._lead, *self._sizes, *values.values(),
-                            *self._constants, *self._buffers)
+        args = (*self._sizes, *values.values(), *self._constants, *self._buffers)
+        if not self.parallel:
+            self._run(*args)
+        elif self.guard is not None:
+            self.guard.call(self._run_on, args)
         else:
-            self._run(*self._lead, *self._sizes, *values.values(), *self._constants,
-                      *self._buffers)
+            self._run_on(self.threads, args)
         return [self._output(node, values, feeds) for node in self.schedule.outputs]
+
+    def _run_on(self, threads: int, args: tuple) -> None:
+        """The parallel module's `run` with its blocks on `threads` threads."""
+        self._run(functools.partial(self._workers.each, threads), self._chunks, *args)
 
     def _output(self, node: Node, values, feeds):
         sched = self.schedule
@@ -352,23 +388,20 @@ class CompiledGraph:
 
 
 class ThreadGuard:
-    """Runs a parallel step with the faster of `threads` and one active thread, by measurement:
-    the first calls alternate the two settings (`numba.set_num_threads`), `PROBE` timed calls
-    each, and the medians decide the calls until the next probe. Probes repeat after `EVERY`
-    seconds, the wait doubling (up to `LONGEST`) while the answer stays the same, and a probe
-    stops at the first call at `threads` that takes twice the one-thread median (a busy machine:
-    another process on the other cores made such calls 8x slower). The chunks of the work are
-    fixed by `threads` (see kernels.py), so which setting runs never changes a result."""
+    """Runs a parallel step with the faster of `threads` and one thread, by measurement: the
+    first calls alternate the two settings, `PROBE` timed calls each, and the medians decide the
+    calls until the next probe. Probes repeat after `EVERY` seconds, the wait doubling (up to
+    `LONGEST`) while the answer stays the same, and a probe stops at the first call at `threads`
+    that takes twice the one-thread median (a busy machine: another process on the other cores
+    made such calls 8x slower). The chunks of the work are fixed by `threads` (see kernels.py),
+    so which setting runs never changes a result."""
 
     PROBE = 3       # timed calls at each setting per probe (after one warm-up call)
     EVERY = 2.0     # seconds to the second probe
     LONGEST = 60.0  # seconds between probes at most
 
     def __init__(self, threads: int):
-        import numba
-
-        self.numba = numba
-        self.most = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+        self.most = max(1, threads)
         self.active = self.most
         self.choices = [self.most, 1] if self.most > 1 else [1]
         self.history: list[tuple[int, float, float]] = []   # (picked, seconds at most, at 1)
@@ -378,23 +411,18 @@ class ThreadGuard:
         self._next = 0.0
         self._probing = len(self.choices) > 1
 
-    def _set(self, n: int) -> None:
-        if self.numba.get_num_threads() != n:
-            self.numba.set_num_threads(n)
-
     def call(self, fn, *args) -> None:
+        """`fn(threads, *args)` with the number of threads this call gets."""
         if not self._probing:
-            self._set(self.active)
-            fn(*args)
+            fn(self.active, *args)
             if len(self.choices) > 1 and time.perf_counter() >= self._next:
                 self._probing, self._calls = True, 0
                 self._times = {c: [] for c in self.choices}
             return
         # one-thread calls first: their median is what a slow call at `most` is held against
         n = 1 if self._calls <= self.PROBE else self.most
-        self._set(n)
         start = time.perf_counter()
-        fn(*args)
+        fn(n, *args)
         elapsed = time.perf_counter() - start
         self._calls += 1
         if self._calls > 1:    # the first call of a probe warms up (and is never counted)
@@ -419,7 +447,7 @@ class ThreadGuard:
 
 def default_threads() -> int:
     """Every core this process may use (its CPU affinity), at most NUMBA_NUM_THREADS when that
-    is set (Numba's pool cannot grow past it)."""
+    is set (the usual way to limit a Numba program's threads, so it is honoured here too)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     limit = os.environ.get("NUMBA_NUM_THREADS", "").strip()
     if limit.isdigit() and int(limit) > 0:

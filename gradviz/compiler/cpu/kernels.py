@@ -5,11 +5,14 @@
 - `elementwise_body`: a fused run of elementwise ops, from `templates.scalar_code`.
 
 Parallel module (threads > 1): a kernel with a `parallel` emitter and enough `work` is written
-as a `prange` over `nt` chunks (`nt`, the number of chunks, is an argument of the generated code
-and the configured thread count; how many threads actually run the chunks is Numba's setting
-at run time). Each chunk is a fixed slice of the work, so the result depends on `nt` only, never
-on how many threads ran it: rows of a matrix product (one single-threaded BLAS call per chunk),
-samples of a convolution (each chunk with its own scratch), planes of a pool.
+with its outer loop as `prange(...)` over `nt` chunks (`nt`, the number of chunks, is an argument
+of the generated code and the configured thread count); the backend turns that loop into block
+`me` of `workers` and the worker pool runs the blocks (workers.py). Each chunk is a fixed slice
+of the work, so the result depends on `nt` only, never on how many threads ran it: rows of a
+matrix product (one single-threaded BLAS call per chunk), samples of a convolution (each chunk
+with its own scratch), planes of a pool. Nothing outside that loop may write memory, since
+every block runs it: what must follow all chunks (summing the chunks' partial sums) is the
+kernel's `join`.
 
 Generated code passes every array as an argument (buffers are flat, allocated once by the
 caller), writes typed literals as `F(...)` (a float64 literal would promote float32 math), and
@@ -36,10 +39,12 @@ class CpuKernel:
     accepts: Callable = lambda i, a: a.contiguous and not a.literal
     scratch: Callable | None = None   # node -> elements of working memory (passed as `scratch`)
     # the chunked form for the parallel module: emit(node, args, out) -> lines over `nt` chunks,
-    # `work(node)` (compared with the backend's threshold) and scratch per chunk
+    # `work(node)` (compared with the backend's threshold), scratch per chunk, and the lines run
+    # once after every chunk is done (`join(node, args, out)`)
     parallel: Callable | None = None
     work: Callable | None = None
     chunk_scratch: Callable | None = None
+    join: Callable | None = None
 
 
 def _matrix(name: str, a: Access) -> str:
@@ -262,9 +267,9 @@ def _conv2d_transpose_parallel(node: Node, args, out: str) -> list[str]:
 
 
 def _conv2d_weight_grad_parallel(node: Node, args, out: str) -> list[str]:
-    """Each chunk sums its samples' GEMMs into its own accumulator; the accumulators are then
-    added in chunk order. With nt = 1 that is the serial kernel's order of additions; with more
-    chunks the sum over samples is regrouped (float rounding differs, to ~1e-6 relative)."""
+    """Each chunk sums its samples' GEMMs into its own accumulator; the join then adds the
+    accumulators in chunk order. With nt = 1 that is the serial kernel's order of additions;
+    with more chunks the sum over samples is regrouped (float rounding differs, ~1e-6 relative)."""
     (nx, x), (ng, g) = args
     d = _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
     per = _conv_chunk_scratch(node)
@@ -279,10 +284,17 @@ def _conv2d_weight_grad_parallel(node: Node, args, out: str) -> list[str]:
             *_indent(_IM2COL.format(**d), "        "),
             "        np.dot({g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
             "cols.reshape(({K}, {P})).T, part.reshape(({O}, {K})))".format(g=ng, **d),
-            "        acc += part",
-            f"{out}[:] = 0",
+            "        acc += part"]
+
+
+def _conv2d_weight_grad_join(node: Node, args, out: str) -> list[str]:
+    (nx, x), (ng, g) = args
+    d = _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
+    per = _conv_chunk_scratch(node)
+    start = d["K"] * d["P"] + d["O"] * d["K"]
+    return [f"{out}[:] = 0",
             "for t in range(nt):",
-            f"    {out} += scratch[t * {per} + {kp + ok}:(t + 1) * {per}]"]
+            f"    {out} += scratch[t * {per} + {start}:(t + 1) * {per}]"]
 
 
 def _conv_work(node: Node) -> int:
@@ -338,8 +350,12 @@ for a in range({KH}):
             at = k"""
 
 
-def _pool_loops(d, body: str, rng: str = "range") -> list[str]:
+def _pool_loops(d, body: str, rng: str = "range", zero: str | None = None) -> list[str]:
+    """Loops over planes and pooled positions; `zero`: an output of the input's shape, whose
+    plane is cleared before the plane's windows add into it."""
+    clear = [f"    {zero}[base:base + {d['H'] * d['W']}] = 0"] if zero else []
     return [f"for p in {rng}({{NC}}):".format(**d), "    base = p * {H} * {W}".format(**d),
+            *clear,
             "    for i in range({OH}):".format(**d), "        for j in range({OW}):".format(**d),
             "            o = (p * {OH} + i) * {OW} + j".format(**d),
             *_indent(body.format(**d), "            ")]
@@ -356,8 +372,7 @@ def _max_pool2d(node: Node, args, out: str, rng: str = "range") -> list[str]:
 def _max_pool2d_grad(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), (ng, g) = args
     d = _pool_dims(x.shape, g.shape, node.attrs)
-    return [f"x = {nx}", f"{out}[:] = 0",
-            *_pool_loops(d, _ARGMAX + f"\n{out}[at] += {ng}[o]", rng)]
+    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[at] += {ng}[o]", rng, zero=out)]
 
 
 def _max_pool2d_gather(node: Node, args, out: str, rng: str = "range") -> list[str]:
@@ -381,7 +396,7 @@ def _avg_pool2d_transpose(node: Node, args, out: str, rng: str = "range") -> lis
     body = (f"share = {ng}[o] / F({d['KH'] * d['KW']})\n"
             "for a in range({KH}):\n    for b in range({KW}):\n"
             f"        {out}[base + (i * {{SH}} + a) * {{W}} + j * {{SW}} + b] += share")
-    return [f"{out}[:] = 0", *_pool_loops(d, body, rng)]
+    return _pool_loops(d, body, rng, zero=out)
 
 
 def _pool_parallel(emit: Callable) -> Callable:
@@ -419,7 +434,8 @@ cpu_kernels: dict[str, CpuKernel] = {
                                   chunk_scratch=_conv_chunk_scratch),
     "conv2d_weight_grad": CpuKernel(_conv2d_weight_grad, scratch=_conv_scratch,
                                     parallel=_conv2d_weight_grad_parallel, work=_conv_work,
-                                    chunk_scratch=_conv_chunk_scratch),
+                                    chunk_scratch=_conv_chunk_scratch,
+                                    join=_conv2d_weight_grad_join),
     "max_pool2d": _pool(_max_pool2d),
     "max_pool2d_grad": _pool(_max_pool2d_grad),
     "max_pool2d_gather": _pool(_max_pool2d_gather),
