@@ -271,7 +271,9 @@ def test_mlp_learns_digits_and_the_checkpoint_predicts_raw_inputs(tmp_path):
 
     from gradviz.nn.training import TrainedModel
 
-    config = TrainConfig(model="mlp", data="digits", hidden=(64,), epochs=8, lr=0.003)
+    # the plain loss (digits' default label smoothing 0.2 reaches 94.7% in these 8 epochs)
+    config = TrainConfig(model="mlp", data="digits", hidden=(64,), epochs=8, lr=0.003,
+                         label_smoothing=0.0)
     result = Trainer(config, device="numpy", checkpoint=tmp_path).run()
     assert result.test_accuracy > 0.95
     trained = TrainedModel(tmp_path)

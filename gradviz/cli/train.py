@@ -19,7 +19,8 @@ DEVICE_NAMES = ("numpy", "cpu", "cuda", "auto")
 # CLI option -> TrainConfig field, for the options a checkpoint remembers
 CONFIG_OPTIONS = {"model": "model", "data": "data", "target": "target", "hidden": "hidden",
                   "epochs": "epochs", "batch": "batch", "lr": "lr", "optimizer": "optimizer",
-                  "l2": "l2", "lr_decay": "lr_decay", "seed": "seed", "patience": "patience"}
+                  "l2": "l2", "lr_decay": "lr_decay", "seed": "seed", "patience": "patience",
+                  "label_smoothing": "label_smoothing"}
 
 
 def parse_hidden(text: str | None) -> tuple[int, ...] | None:
@@ -240,6 +241,9 @@ def _data_help() -> str:
               help="L2 regularization strength on the weights (adds l2/2 * sum w**2).")
 @click.option("--lr-decay", metavar="SCHEDULE",
               help="Learning-rate schedule: step:EVERY:FACTOR or exp:FACTOR (per epoch).")
+@click.option("--label-smoothing", "label_smoothing", type=float, default=None, metavar="EPS",
+              help="Train on targets that spread EPS of each example's probability over all "
+                   "classes (default: per data set, 0.2 for mlp on digits, else 0).")
 @click.option("--patience", "--early-stopping", "patience", type=int, default=None,
               metavar="N",
               help="Stop after N epochs without a lower validation loss, keep the best epoch's "
@@ -273,9 +277,9 @@ def _data_help() -> str:
               help="Draw the decision regions after every epoch into DIR, with DIR/index.html "
                    "to step through them (2-D data sets).")
 @click.pass_context
-def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr_decay, patience,
-          device, threads, seed, checkpoint, resume, every, warm_up, as_json, plot, plot_regions,
-          frames):
+def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr_decay,
+          label_smoothing, patience, device, threads, seed, checkpoint, resume, every, warm_up,
+          as_json, plot, plot_regions, frames):
     """Train a model on a data set and report train, validation and test metrics. With no
     flags, each built-in data set gets settings that learn it (docs/training.md has the table
     and the accuracies reached).
@@ -294,7 +298,8 @@ def train(ctx, model, data, target, hidden, epochs, batch, lr, optimizer, l2, lr
     _check_outputs(plot, plot_regions, frames, checkpoint)
     options = dict(model=model, data=data, target=target, hidden=hidden, epochs=epochs,
                    batch=batch, lr=lr, optimizer=optimizer and optimizer.lower(), l2=l2,
-                   lr_decay=lr_decay, seed=seed, patience=patience)
+                   lr_decay=lr_decay, seed=seed, patience=patience,
+                   label_smoothing=label_smoothing)
     config, saved_device = _config_from(ctx, options, resume, checkpoint)
     if saved_device in DEVICE_NAMES and \
             ctx.get_parameter_source("device") == ParameterSource.DEFAULT:
@@ -366,10 +371,11 @@ def _check_pictures(plot: str | None, plot_regions: str | None) -> None:
 
 def _start_line(trainer, config) -> str:
     why = f" ({trainer.device_reason})" if trainer.device_reason else ""
+    smoothing = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
     return (f"{trainer.dataset.summary()}; model {config.model}, "
             f"{sum(p.size for p in trainer.model.parameters()):,} parameters, "
             f"{trainer.optimizer.name} lr {trainer.schedule.base:g}, batch {config.batch}, "
-            f"{config.epochs} epochs, device {trainer.device}{why}")
+            f"{config.epochs} epochs{smoothing}, device {trainer.device}{why}")
 
 
 def _draw(result, config, regions, plot: str | None, plot_regions: str | None) -> None:
