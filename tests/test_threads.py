@@ -170,3 +170,25 @@ def test_worker_pool_runs_every_block_and_passes_errors_on():
     seen.clear()
     pool.each(2, block, "b")          # the pool still works after an error
     assert sorted(s[:3] for s in seen) == [(0, 2, "b"), (1, 2, "b")]
+
+
+def test_folded_reductions_run_in_chunks():
+    x = gv.var("x", (40, 12), "float32")
+    b = gv.var("b", (12,), "float32")
+    h = gv.tanh(x + b)
+    outputs = [gv.sum(h, axis=0), gv.sum(h * 2.0, axis=1), gv.amax(h, axis=1),
+               gv.amax(h, axis=0), gv.sum(h * h)]
+    feeds = _feeds([x, b], 4)
+    serial = compile_cpu(outputs, threads=1)(feeds)
+    f = compile_cpu(outputs, threads=3, parallel_min=SMALL, guard=False)
+    assert f.source.count("its chunks combined") >= 1 and "q" in f.source
+    got = f(feeds)
+    # a row's sum or maximum lies in one chunk: the serial bits; maxima are exact in any order
+    for i in (1, 2, 3):
+        assert np.array_equal(serial[i], got[i]), i
+    # sums over the outer axis add chunk by chunk: float rounding
+    for i in (0, 4):
+        np.testing.assert_allclose(got[i], serial[i], rtol=1e-5, atol=1e-5)
+    f.threads = 1      # the same chunks run by one thread: the same bits
+    for a, c in zip(got, f(feeds)):
+        assert np.array_equal(a, c)

@@ -94,8 +94,8 @@ def _parallel_units(sched: Schedule, threads: int, points: bool,
     for k in sched.kernels:
         if threads <= 1 or points:
             found[k.index] = False
-        elif k.kind == "elementwise":   # (accumulating into one output from threads would race)
-            found[k.index] = not k.reductions and k.size >= PARALLEL_MIN * scale
+        elif k.kind == "elementwise":   # (a folded reduction: per-chunk partial results)
+            found[k.index] = k.size >= PARALLEL_MIN * scale
         else:
             lowering = kernels.cpu_kernels[k.kind]
             least = 2 * GEMM_SPLIT_MIN if k.kind == "matmul" else PARALLEL_WORK
@@ -130,7 +130,7 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
         lines.append("")
     for leaf, node in sched.late_updates:
         calls.append(f"{names[leaf]}[:] = {_value_name(sched, names, node)}")
-    arguments = run_arguments(sched, names, points, any(parallel.values()))
+    arguments = run_arguments(sched, names, points, parallel)
     # `run` is plain Python: a compiled driver would link every part into itself and have LLVM
     # optimize all of them a second time (a quarter of an MLP step's compile), for a saving of
     # a few microseconds of dispatch per part and step.
@@ -149,6 +149,14 @@ def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -
             params, body = kernels.elementwise_body(
                 k, sched, names.__getitem__, size="n" if points else None, parallel=parallel)
             body = _blocks(body) if parallel else body
+            if parallel and k.reductions:   # chunks reduce into the scratch, then the join
+                header.append(f"scratch = s{k.index}")
+                params = [*params, "nt", f"s{k.index}"]
+                units.append((params, header + body, True))
+                units.append((params, [f"# kernel {k.index}, its chunks combined",
+                                       *header[1:], *kernels.elementwise_join(
+                                           k, sched, names.__getitem__)], False))
+                continue
             units.append((["n", *params] if points else params, header + body, parallel))
             continue
         node, = k.nodes
@@ -205,23 +213,28 @@ def _value_name(sched: Schedule, names, node: Node) -> str:
     return names[a.base]
 
 
-def run_arguments(sched: Schedule, names, points: bool, parallel: bool = False) -> list[str]:
+def run_arguments(sched: Schedule, names, points: bool,
+                  parallel_of: dict[int, bool] | None = None) -> list[str]:
     args = ["n"] if points else []
-    args += ["each", "nt"] if parallel else []
+    args += ["each", "nt"] if parallel_of and any(parallel_of.values()) else []
     args += list(graph_sizes(sched.order))
     args += [names[n] for n in sched.leaves]
     args += [names[n] for n in sched.constants]
     args += [names[n] for n in sched.buffers()]
-    args += [name for name, _ in scratch(sched)]
+    args += [name for name, _ in scratch(sched, parallel_of)]
     return args
 
 
 def scratch(sched: Schedule, parallel_of: dict[int, bool] | None = None,
             threads: int = 1) -> list[tuple[str, int]]:
     """(name, elements) of the working memory each one-op kernel asks for (a parallel kernel:
-    its scratch per chunk, for `threads` chunks)."""
+    its scratch per chunk, for `threads` chunks), and each parallel kernel that folds a
+    reduction (its chunks' partial results)."""
     found = []
     for k in sched.kernels:
+        if k.kind == "elementwise" and k.reductions and parallel_of and parallel_of[k.index]:
+            found.append((f"s{k.index}", kernels.reduction_scratch(k) * threads))
+            continue
         lowering = kernels.cpu_kernels.get(k.kind)
         if lowering is not None and lowering.scratch is not None:
             if parallel_of and parallel_of[k.index]:

@@ -518,12 +518,19 @@ class _Loop:
     inner: list
 
 
+def _outer(var: str, rng: str, extent) -> str:
+    """The outermost loop: over all of `extent`, or (`rng="chunk"`) over chunk t of nt."""
+    if rng == "chunk":
+        return f"for {var} in range(t * ({extent}) // nt, (t + 1) * ({extent}) // nt):"
+    return f"for {var} in {rng}({extent}):"
+
+
 def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
                  size: str | None, body: list[str]) -> _Loop:
     """Append the loop header(s) to `body`: a nest over the kernel's shape with its axes
     collapsed where every access allows (strided loads or partial reductions), else one loop."""
     if not (ops.strided and size is None):
-        body.append(f"for i in {rng}({size or k.size}):")
+        body.append(_outer("i", rng, size or k.size))
         return _Loop("    ", None, {}, {}, [])
     keys = [key for key in ops.loads if not ops.accesses[key].uniform]
     lists = [_strides(k.shape)] + [list(key[1]) for key in keys]
@@ -539,7 +546,8 @@ def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
     for d, extent in enumerate(shape):
         if d == len(shape) - 1:
             body.extend(f"{pad}r{sched.ids[node]} = {_REDUCE_INIT[node.op]}" for node, _ in inner)
-        body.append(f"{pad}for i{d} in {rng if d == 0 else 'range'}({extent}):")
+        body.append(f"{pad}" + (_outer(f"i{d}", rng, extent) if d == 0 else
+                                f"for i{d} in range({extent}):"))
         pad += "    "
     body.append(f"{pad}i = {index(merged[0], loops)}")
     return _Loop(pad, loops, strides, out_strides, inner)
@@ -585,22 +593,32 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
                      size: str | None = None, parallel: bool = False) -> tuple[list[str], list[str]]:
     """Parameters and body lines of fused elementwise kernel `k`: loads first, then the
     expressions, then the stores, so a value may be written over the array it was read from.
-    With `size` (an expression), the loop runs over that many points (vectorized scalar graphs)."""
+    With `size` (an expression), the loop runs over that many points (vectorized scalar graphs).
+
+    `parallel`: the outer loop as `prange` (see the module docstring). A kernel that folds
+    reductions then runs `nt` chunks of its outer loop instead, each reducing into its own part
+    of `scratch` (`reduction_scratch(k)` elements per chunk); `elementwise_join` combines them."""
     ops = _operands(k, sched, name_of)
-    parallel = parallel and not ops.reductions   # accumulating into one output would race
     points = size is not None
+    chunked = parallel and bool(ops.reductions) and not points
     partial = [(node, x) for node, x in ops.reductions if len(node.attrs["axes"]) < len(k.shape)]
     totals = [(node, x) for node, x in ops.reductions if len(node.attrs["axes"]) == len(k.shape)]
+    if chunked:   # each chunk reduces into q<id>, its own slice of the scratch
+        local = {node: f"q{sched.ids[node]}" for node, _ in ops.reductions}
+        inner_name = lambda node: local.get(node) or name_of(node)   # noqa: E731
+    else:
+        inner_name = name_of
 
     body: list[str] = []
     for key, tmp in ops.loads.items():  # hoisted: one value for every element
         if ops.accesses[key].uniform and not points:
             body.append(f"{tmp} = {name_of(key[0])}[0]")
     for node, _ in partial:
-        body.append(f"{name_of(node)}[:] = {_REDUCE_INIT[node.op]}")
+        body.append(f"{inner_name(node)}[:] = {_REDUCE_INIT[node.op]}")
     for node, _ in totals:
         body.append(f"acc{sched.ids[node]} = {_REDUCE_INIT[node.op]}")
-    loop = _loop_header(k, sched, ops, partial, "prange" if parallel else "range", size, body)
+    rng = "chunk" if chunked else "prange" if parallel else "range"
+    loop = _loop_header(k, sched, ops, partial, rng, size, body)
     body.extend(_loads(ops, loop, name_of, points))
     for node, args in ops.exprs:
         value = args[0] if node in sched.copies else expression(node, args)
@@ -608,10 +626,40 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
     for node in k.stores:
         if node not in k.reductions:
             body.append(f"{loop.pad}{name_of(node)}[i] = {ops.temps[node]}")
-    body.extend(_accumulate(k, sched, partial, totals, loop, name_of))
+    body.extend(_accumulate(k, sched, partial, totals, loop, inner_name))
     for node, _ in totals:
-        body.append(f"{name_of(node)}[0] = acc{sched.ids[node]}")
-    return ops.params, body
+        body.append(f"{inner_name(node)}[0] = acc{sched.ids[node]}")
+    if not chunked:
+        return ops.params, body
+    per, offset, views = reduction_scratch(k), 0, []
+    for node, _ in ops.reductions:
+        views.append(f"    q{sched.ids[node]} = scratch[t * ({per}) + ({offset}):"
+                     f"t * ({per}) + ({offset + node.size})]")
+        offset += node.size
+    return ops.params, ["for t in prange(nt):", *views, *("    " + line for line in body)]
+
+
+def reduction_scratch(k: Kernel) -> int:
+    """Elements one chunk of a parallel elementwise kernel reduces into: its reductions' sizes."""
+    return sum(node.size for node in k.reductions)
+
+
+def elementwise_join(k: Kernel, sched: Schedule, name_of: Callable[[Node], str]) -> list[str]:
+    """After every chunk of a parallel reducing kernel: each reduction's output from the chunks'
+    partial results, combined in chunk order. A reduction over inner axes only (a row's sum or
+    maximum) is then exactly the serial result, since one chunk holds all of a row; a sum over
+    the outer axis is regrouped by chunk (float rounding differs)."""
+    per, offset, lines = reduction_scratch(k), 0, []
+    for node in (n for n in k.nodes if n in k.reductions):
+        out = name_of(node)
+        step = _REDUCE_STEP[node.op].format(acc=f"{out}[j]",
+                                            x=f"scratch[t * ({per}) + ({offset}) + j]")
+        lines += [f"{out}[:] = {_REDUCE_INIT[node.op]}",
+                  "for t in range(nt):",
+                  f"    for j in range({node.size}):",
+                  f"        {out}[j] = {step}"]
+        offset += node.size
+    return lines
 
 
 _REDUCE_INIT = {"sum": "0.0", "amax": "-np.inf"}
