@@ -10,7 +10,8 @@ of the generated code and the configured thread count); the backend turns that l
 `me` of `workers` and the worker pool runs the blocks (workers.py). Each chunk is a fixed slice
 of the work, so the result depends on `nt` only, never on how many threads ran it: rows of a
 matrix product (one single-threaded BLAS call per chunk), samples of a convolution (each chunk
-with its own scratch), planes of a pool. Nothing outside that loop may write memory, since
+with its own scratch), planes of a pool, blocks of a fused loop (whose folded reductions
+each chunk makes into its own scratch: `elementwise_join`). Nothing outside that loop may write memory, since
 every block runs it: what must follow all chunks (summing the chunks' partial sums) is the
 kernel's `join`.
 
