@@ -189,9 +189,10 @@ def _blocks(lines: list[str]) -> list[str]:
         m = _PRANGE.match(line)
         if m:
             pad, var, count = m.groups()
-            line = (f"{pad}for {var} in range(me * ({count}) // workers, "
-                    f"(me + 1) * ({count}) // workers):")
-        out.append(line)
+            out.extend(pad + part for part in kernels.span(
+                var, f"me * ({count}) // workers", f"(me + 1) * ({count}) // workers"))
+        else:
+            out.append(line)
     return out
 
 

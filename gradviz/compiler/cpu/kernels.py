@@ -80,12 +80,17 @@ def _matmul_parallel(node: Node, args, out: str) -> list[str]:
     # every chunk keeps more than GEMM_SPLIT_MIN multiply-adds: OpenBLAS computes products of at
     # most 100^3 with other kernels (another order of additions), so such a split would not
     # give the serial call's bits
-    return [f"nc = min(nt, max(1, {m} // (GEMM_SPLIT_MIN // ({n} * {k}) + 1)))",
-            "for t in prange(nc):",
-            f"    lo = t * {m} // nc",
-            f"    hi = (t + 1) * {m} // nc",
-            "    if hi > lo:",
-            f"        np.dot({_rows(na, a, 'lo', 'hi')}, {_matrix(nb, b)}, "
+    # With one thread the product is not split (a split gives the same bits, see above, but a
+    # chunk of a transposed operand is a strided view that np.dot copies: 13% of an MLP step)
+    return ["if workers == 1:",
+            f"    {_matmul(node, args, out)[0]}",
+            "else:",
+            f"    nc = min(nt, max(1, {m} // (GEMM_SPLIT_MIN // ({n} * {k}) + 1)))",
+            "    for t in prange(nc):",
+            f"        lo = t * {m} // nc",
+            f"        hi = (t + 1) * {m} // nc",
+            "        if hi > lo:",
+            f"            np.dot({_rows(na, a, 'lo', 'hi')}, {_matrix(nb, b)}, "
             f"{out}[lo * {n}:hi * {n}].reshape((hi - lo, {n})))"]
 
 
@@ -246,7 +251,7 @@ def _conv2d_parallel(node: Node, args, out: str) -> list[str]:
     return [f"x = {nx}", "wm = {w}.reshape(({O}, {K}))".format(w=nw, **d),
             "for t in prange(nt):",
             f"    cols = scratch[t * {per}:t * {per} + {d['K'] * d['P']}]",
-            "    for s in range(t * {N} // nt, (t + 1) * {N} // nt):".format(**d),
+            *("    " + line for line in span("s", f"t * {d['N']} // nt", f"(t + 1) * {d['N']} // nt")),
             *_indent(_IM2COL.format(**d), "        "),
             "        np.dot(wm, cols.reshape(({K}, {P})), "
             "{out}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})))".format(out=out, **d)]
@@ -260,7 +265,7 @@ def _conv2d_transpose_parallel(node: Node, args, out: str) -> list[str]:
     return [f"dx = {out}", "wt = {w}.reshape(({O}, {K})).T".format(w=nw, **d),
             "for t in prange(nt):",
             f"    cols = scratch[t * {per}:t * {per} + {d['K'] * d['P']}]",
-            "    for s in range(t * {N} // nt, (t + 1) * {N} // nt):".format(**d),
+            *("    " + line for line in span("s", f"t * {d['N']} // nt", f"(t + 1) * {d['N']} // nt")),
             f"        dx[s * {image}:(s + 1) * {image}] = 0",
             "        np.dot(wt, {g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
             "cols.reshape(({K}, {P})))".format(g=ng, **d),
@@ -281,7 +286,7 @@ def _conv2d_weight_grad_parallel(node: Node, args, out: str) -> list[str]:
             f"    part = scratch[t * {per} + {kp}:t * {per} + {kp + ok}]",
             f"    acc = scratch[t * {per} + {kp + ok}:(t + 1) * {per}]",
             "    acc[:] = 0",
-            "    for s in range(t * {N} // nt, (t + 1) * {N} // nt):".format(**d),
+            *("    " + line for line in span("s", f"t * {d['N']} // nt", f"(t + 1) * {d['N']} // nt")),
             *_indent(_IM2COL.format(**d), "        "),
             "        np.dot({g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
             "cols.reshape(({K}, {P})).T, part.reshape(({O}, {K})))".format(g=ng, **d),
@@ -519,11 +524,21 @@ class _Loop:
     inner: list
 
 
-def _outer(var: str, rng: str, extent) -> str:
+def span(var: str, start: str, stop: str) -> list[str]:
+    """`for var in range(start, stop):` written so that LLVM still vectorizes the loops inside.
+    Trap: with a start whose sign LLVM cannot tell, every index computed from `var` might be
+    negative, and Numba's wraparound of negative indices then kept a fused tanh loop from
+    vectorizing (6x slower); a loop from 0 plus a start known to be >= 0 does not."""
+    return [f"lo_{var} = max(0, {start})", f"for r_{var} in range({stop} - lo_{var}):",
+            f"    {var} = lo_{var} + r_{var}"]
+
+
+def _outer(var: str, rng: str, extent, pad: str = "") -> list[str]:
     """The outermost loop: over all of `extent`, or (`rng="chunk"`) over chunk t of nt."""
     if rng == "chunk":
-        return f"for {var} in range(t * ({extent}) // nt, (t + 1) * ({extent}) // nt):"
-    return f"for {var} in {rng}({extent}):"
+        return [pad + line for line in
+                span(var, f"t * ({extent}) // nt", f"(t + 1) * ({extent}) // nt")]
+    return [f"{pad}for {var} in {rng}({extent}):"]
 
 
 def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
@@ -531,7 +546,7 @@ def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
     """Append the loop header(s) to `body`: a nest over the kernel's shape with its axes
     collapsed where every access allows (strided loads or partial reductions), else one loop."""
     if not (ops.strided and size is None):
-        body.append(_outer("i", rng, size or k.size))
+        body.extend(_outer("i", rng, size or k.size))
         return _Loop("    ", None, {}, {}, [])
     keys = [key for key in ops.loads if not ops.accesses[key].uniform]
     lists = [_strides(k.shape)] + [list(key[1]) for key in keys]
@@ -547,8 +562,8 @@ def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
     for d, extent in enumerate(shape):
         if d == len(shape) - 1:
             body.extend(f"{pad}r{sched.ids[node]} = {_REDUCE_INIT[node.op]}" for node, _ in inner)
-        body.append(f"{pad}" + (_outer(f"i{d}", rng, extent) if d == 0 else
-                                f"for i{d} in range({extent}):"))
+        body.extend(_outer(f"i{d}", rng, extent, pad) if d == 0 else
+                    [f"{pad}for i{d} in range({extent}):"])
         pad += "    "
     body.append(f"{pad}i = {index(merged[0], loops)}")
     return _Loop(pad, loops, strides, out_strides, inner)
