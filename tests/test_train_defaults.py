@@ -39,7 +39,8 @@ def test_digits_mlp_with_no_flags(seed):   # issue 17: 97% on seeds 0-2 (label s
 
 
 def test_digits_cnn_with_no_flags():
-    assert _accuracy("cnn", "digits").test_accuracy >= 0.98
+    result = _accuracy("cnn", "digits")
+    assert result.config.label_smoothing == 0.2 and result.test_accuracy >= 0.98
 
 
 def test_the_help_example_learns_xor():
@@ -209,14 +210,15 @@ def test_verbose_trainer_prints_epoch_lines(capsys):
 
 
 # -- label smoothing ----------------------------------------------------------------------------
-def test_label_smoothing_default_is_the_mlp_on_digits_row_only():
+def test_label_smoothing_default_is_the_mlp_and_cnn_on_digits_rows_only():
     assert TrainConfig(model="mlp", data="digits").label_smoothing == 0.2
     assert TrainConfig(model="mlp", data="digits", hidden=(64,), lr=0.01).label_smoothing == 0.2
-    for model, data in [("cnn", "digits"), ("logreg", "digits"), ("mlp", "xor"),
+    assert TrainConfig(model="cnn", data="digits").label_smoothing == 0.2
+    for model, data in [("perceptron", "digits"), ("logreg", "digits"), ("mlp", "xor"),
                         ("mlp", "moons"), ("linear", "heights"), ("tiny", "digits")]:
         assert TrainConfig(model=model, data=data).label_smoothing == 0.0, (model, data)
     assert TrainConfig(model="mlp", data="digits", label_smoothing=0).label_smoothing == 0.0
-    assert TrainConfig(model="cnn", data="digits", label_smoothing=0.1).label_smoothing == 0.1
+    assert TrainConfig(model="logreg", data="digits", label_smoothing=0.1).label_smoothing == 0.1
     for bad in (-0.1, 1, 1.5, float("nan"), "0.1", True):
         with pytest.raises(GradvizError, match="label-smoothing"):
             TrainConfig(model="mlp", data="digits", label_smoothing=bad)
@@ -269,7 +271,7 @@ def test_cli_label_smoothing_flag_start_line_and_refusals(tmp_path):
     out = _cli("train", "-m", "mlp", "-d", "digits", "--hidden", 16, "--epochs", 1,
                "--label-smoothing", 0, "--device", "numpy").output
     assert "label smoothing" not in out.splitlines()[0]
-    out = _cli("train", "-m", "cnn", "-d", "digits", "--hidden", 4, "--epochs", 1,
+    out = _cli("train", "-m", "logreg", "-d", "digits", "--epochs", 1,
                "--label-smoothing", 0.1, "--device", "numpy").output
     assert "label smoothing 0.1, device numpy" in out.splitlines()[0]
     result = _cli("train", "-m", "linear", "-d", "heights", "--label-smoothing", 0.1)

@@ -243,7 +243,7 @@ def _data_help() -> str:
               help="Learning-rate schedule: step:EVERY:FACTOR or exp:FACTOR (per epoch).")
 @click.option("--label-smoothing", "label_smoothing", type=float, default=None, metavar="EPS",
               help="Train on targets that spread EPS of each example's probability over all "
-                   "classes (default: per data set, 0.2 for mlp on digits, else 0).")
+                   "classes (default: per data set, 0.2 for mlp and cnn on digits, else 0).")
 @click.option("--patience", "--early-stopping", "patience", type=int, default=None,
               metavar="N",
               help="Stop after N epochs without a lower validation loss, keep the best epoch's "

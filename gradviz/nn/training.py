@@ -83,13 +83,15 @@ def _is_number(value) -> bool:
 #: digits about 1,200 steps at Adam's usual 0.001 (the CNN 800 steps of momentum at 0.03); a
 #: larger set (MNIST) a few epochs of its ~900 steps each. Anything else keeps the general
 #: defaults. `label_smoothing` (absent: 0) is the mass of the training targets spread evenly
-#: over the classes: the MLP on digits takes 0.2 (see `smooth_targets` and docs/training.md).
+#: over the classes: the MLP and the CNN on digits take 0.2 (see `smooth_targets` and
+#: docs/training.md).
 DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...], dict], ...] = (
     (("and", "or", "xor"), ("mlp",), dict(optimizer="adam", lr=0.01, batch=4, epochs=100)),
     (("and", "or", "xor"), ("*",), dict(optimizer="sgd", lr=0.5, batch=4, epochs=100)),
     (("moons", "circles", "spiral"), ("*",), dict(optimizer="adam", lr=0.01, batch=32,
                                                   epochs=100)),
-    (("digits",), ("cnn",), dict(optimizer="momentum", lr=0.03, batch=32, epochs=20)),
+    (("digits",), ("cnn",), dict(optimizer="momentum", lr=0.03, batch=32, epochs=20,
+                                 label_smoothing=0.2)),
     (("digits",), ("logreg", "perceptron"), dict(optimizer="adam", lr=0.01, batch=32,
                                                   epochs=30)),
     (("digits",), ("*",), dict(optimizer="adam", lr=0.001, batch=32, epochs=30,
