@@ -41,7 +41,7 @@ JIT = 'njit(cache=True, error_model="numpy")'
 # a parallel kernel runs on several threads at once: it must not hold the GIL
 PARALLEL_JIT = 'njit(cache=True, error_model="numpy", nogil=True)'
 CHUNK = 16              # kernels per compiled function (see `generate`)
-PARALLEL_MIN = 1 << 16   # elements; smaller loops do not repay the thread wake-up
+PARALLEL_MIN = 1 << 18   # elements; smaller loops do not repay handing a block to a thread
 PARALLEL_WORK = 1 << 18  # one-op kernels: multiply-adds (GEMM, convolution) or window reads
 GEMM_SPLIT_MIN = 1 << 20  # multiply-adds per chunk of a split matrix product (kernels.py)
 

@@ -6,39 +6,113 @@ block, block 0 on the calling thread and the others on persistent worker threads
 when all are done. The kernels are compiled with `nogil=True`, so the blocks run at the same
 time. This pool is the one owner of the cores: the BLAS that compiled code calls runs one thread
 per call (compiler.set_threads), and Numba's own thread pool (`parallel=True`) is not used (its
-per-loop compile cost tripled a step's cold compile, and its OpenMP threads spin after each loop).
+per-loop compile cost tripled a step's cold compile).
+
+Handing a block over: the caller writes the job, then bumps the worker's `go` counter; the
+worker, which after each job watches its counter for a while in compiled code without the GIL
+(`SPINS`, about a millisecond), starts at once, as the kernels of one step follow each other
+within microseconds; a worker that saw nothing for that long sleeps on a semaphore, which the
+caller releases. The caller waits for `done` the same way. Handing over still costs 30-40 us
+per kernel on the development machine (the worker must take the GIL to call the kernel), 80-95
+us with threads that sleep on a queue between kernels; so only loops of 2^18 elements or more
+are split (backend.PARALLEL_MIN).
 """
 from __future__ import annotations
 
 import os
-import queue
+import platform
 import threading
+
+import numpy as np
+from numba import njit
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+from llvmlite import ir
+
+SPINS = 100_000   # polls of a counter before a worker sleeps (~1 ms)
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+@intrinsic
+def _watch(typingctx, cells, at):
+    """cells[at], read from memory on every call: an atomic acquire load (a plain load of a
+    value nothing in the loop writes would be hoisted out of the loop), then a spin-wait hint."""
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        value = builder.load_atomic(ptr, "acquire", 8)
+        if _X86:
+            pause = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+            builder.call(pause, [])
+        return value
+    return types.int64(cells, at), codegen
+
+
+@njit(nogil=True, cache=True)
+def _until_changed(cells, at, seen, spins):
+    """Whether cells[at] differs from `seen` within `spins` polls (no GIL held)."""
+    for _ in range(spins):
+        if _watch(cells, at) != seen:
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
+def _until_all(cells, count, value, spins):
+    """Whether cells[1:count] all equal `value` within `spins` polls (no GIL held)."""
+    for _ in range(spins):
+        ready = True
+        for at in range(1, count):
+            if _watch(cells, at) != value:
+                ready = False
+                break
+        if ready:
+            return True
+    return False
 
 
 class Workers:
     """Persistent daemon threads, started on first need; one `each` call runs at a time."""
 
-    def __init__(self):
+    def __init__(self, most: int = 64):
         self._lock = threading.Lock()
-        self._inboxes: list[queue.SimpleQueue] = []
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._go = np.zeros(most, np.int64)      # job counter per worker (slot 0: the caller)
+        self._done = np.zeros(most, np.int64)    # the last job each worker finished
+        self._jobs: list = [None] * most
+        self._errors: list = [None] * most
+        self._asleep = [False] * most
+        self._bell = [threading.Semaphore(0) for _ in range(most)]
+        self._threads: list[threading.Thread] = []
 
     def _grow(self, count: int) -> None:
-        while len(self._inboxes) < count:
-            inbox: queue.SimpleQueue = queue.SimpleQueue()
-            threading.Thread(target=self._serve, args=(inbox,), daemon=True,
-                             name=f"gradviz-worker-{len(self._inboxes) + 1}").start()
-            self._inboxes.append(inbox)
+        if count >= len(self._go):
+            raise ValueError(f"at most {len(self._go) - 1} worker threads")
+        while len(self._threads) < count:
+            me = len(self._threads) + 1
+            thread = threading.Thread(target=self._serve, args=(me,), daemon=True,
+                                      name=f"gradviz-worker-{me}")
+            thread.start()
+            self._threads.append(thread)
 
-    def _serve(self, inbox: queue.SimpleQueue) -> None:
+    def _serve(self, me: int) -> None:
+        seen = 0
         while True:
-            kernel, me, workers, args = inbox.get()
+            if not _until_changed(self._go, me, seen, SPINS):
+                self._asleep[me] = True
+                if int(self._go[me]) == seen:   # (a job posted before it said so is not lost)
+                    self._bell[me].acquire()
+                self._asleep[me] = False
+                continue
+            seen = int(self._go[me])
+            kernel, workers, args = self._jobs[me]
+            self._jobs[me] = None
             try:
                 kernel(me, workers, *args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller of `each`
-                self._done.put(exc)
-            else:
-                self._done.put(None)
+                self._errors[me] = exc
+            self._done[me] = seen
 
     def each(self, workers: int, kernel, *args) -> None:
         """Run `kernel(me, workers, *args)` for me = 0 .. workers-1, all at once; re-raise the
@@ -48,17 +122,24 @@ class Workers:
             return
         with self._lock:
             self._grow(workers - 1)
+            job = int(self._go[0]) + 1
+            self._go[0] = job
             for me in range(1, workers):
-                self._inboxes[me - 1].put((kernel, me, workers, args))
+                self._jobs[me] = (kernel, workers, args)
+                self._go[me] = job
+                if self._asleep[me]:
+                    self._bell[me].release()
             error = None
             try:
                 kernel(0, workers, *args)
             except BaseException as exc:  # noqa: BLE001 - after the other blocks are done
                 error = exc
-            for _ in range(workers - 1):
-                failure = self._done.get()
-                if error is None and failure is not None:
-                    error = failure
+            self._done[0] = job
+            while not _until_all(self._done, workers, job, SPINS):
+                pass
+            for me in range(1, workers):
+                failure, self._errors[me] = self._errors[me], None
+                error = error or failure
             if error is not None:
                 raise error
 
