@@ -40,7 +40,8 @@ def _graph():
     return [loss, *grads], leaves
 
 
-def test_parallel_module_matches_serial():
+def test_parallel_module_matches_serial(monkeypatch):
+    monkeypatch.setattr(backend, "GEMM_PARALLEL_WORK", 1 << 21)   # these small products too
     outputs, leaves = _graph()
     serial = compile_cpu(outputs, threads=1)
     parallel = compile_cpu(outputs, threads=2, parallel_min=SMALL, guard=False)
@@ -79,7 +80,10 @@ def test_one_chunk_is_the_serial_order_and_the_guard_changes_nothing():
         assert np.array_equal(a, b)
 
 
-def test_large_gemm_split_is_bit_exact():
+def test_large_gemm_split_is_bit_exact(monkeypatch):
+    # chunks of the real size (GEMM_SPLIT_MIN); only the choice to split is lowered
+    monkeypatch.setattr(backend, "GEMM_PARALLEL_WORK", 1 << 21)
+    monkeypatch.setattr(backend, "GEMM_ROWS_PER_THREAD", 64)
     x = gv.var("x", (256, 300), "float32")
     w = gv.param("w", (300, 64), "float32")
     loss = gv.sum(gv.tanh(x @ w))

@@ -44,6 +44,8 @@ CHUNK = 16              # kernels per compiled function (see `generate`)
 PARALLEL_MIN = 1 << 18   # elements; smaller loops do not repay handing a block to a thread
 PARALLEL_WORK = 1 << 18  # one-op kernels: multiply-adds (GEMM, convolution) or window reads
 GEMM_SPLIT_MIN = 1 << 20  # multiply-adds per chunk of a split matrix product (kernels.py)
+GEMM_PARALLEL_WORK = 1 << 25   # multiply-adds of a matrix product worth splitting
+GEMM_ROWS_PER_THREAD = 256     # and rows of its product per thread
 
 PRELUDE = '''"""gradviz generated kernels ({what}). Do not edit: the file name is its content's hash."""
 import numpy as np
@@ -98,9 +100,15 @@ def _parallel_units(sched: Schedule, threads: int, points: bool,
             found[k.index] = k.size >= PARALLEL_MIN * scale
         else:
             lowering = kernels.cpu_kernels[k.kind]
-            least = 2 * GEMM_SPLIT_MIN if k.kind == "matmul" else PARALLEL_WORK
-            found[k.index] = (lowering.parallel is not None
-                              and lowering.work(k.nodes[0]) >= least * scale)
+            node = k.nodes[0]
+            if k.kind == "matmul":
+                # a product of few rows split in two gained nothing (each chunk packs all of
+                # the other operand) and lost the hand-over to the other thread
+                enough = (lowering.work(node) >= GEMM_PARALLEL_WORK * scale
+                          and node.shape[0] >= GEMM_ROWS_PER_THREAD * threads * scale)
+            else:
+                enough = lowering.work(node) >= PARALLEL_WORK * scale
+            found[k.index] = lowering.parallel is not None and enough
     return found
 
 
