@@ -142,7 +142,7 @@ def test_compile_notice_only_when_the_cache_says_a_compile_happens(monkeypatch, 
     from gradviz.nn.step import NumpyRunner
 
     monkeypatch.setattr("gradviz.nn.training.step_is_cached",
-                        lambda step, device, strict=False: cached)
+                        lambda step, device, strict=False, threads=None: cached)
     monkeypatch.setattr("gradviz.nn.training.make_runner",
                         lambda target, device: NumpyRunner(getattr(target, "graph", target)))
     notes = _Notes()

@@ -16,8 +16,8 @@ import click
               help="Where the step runs; auto: cuda when there is a GPU, else the compiled CPU "
                    "step (numpy without the compiler).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Cores the compiled CPU step may use (default 1; more runs the parallel "
-                   "step, each call still on one core when that measures faster).")
+              help="Cores the compiled CPU step may use (default: every core this process may "
+                   "use; each call still on one core when that measures faster).")
 @click.option("--repeats", type=int, default=5, show_default=True,
               help="Timed runs; the median is reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

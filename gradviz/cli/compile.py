@@ -37,8 +37,9 @@ def _outputs(expression: str, wrt: str | None, grad: bool):
 @click.option("--optimizer", default=None, metavar="NAME",
               help="With --model: the update rule (default: the data set's, as in train).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-              help="With --model: the cores the step will use, as `train --threads N` (default "
-                   "1); the parallel and the one-core steps are different code.")
+              help="With --model: the cores the step will use, as `train --threads N` (default: "
+                   "every core this process may use); the parallel and the one-core steps are "
+                   "different code.")
 @click.option("--emit-source", is_flag=True, help="Print the generated kernel source.")
 @click.option("--wrt", default=None, help="Variables to differentiate by (default: all).")
 @click.option("--no-grad", is_flag=True, help="Compile the value only, no gradients.")

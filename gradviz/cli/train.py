@@ -253,9 +253,9 @@ def _data_help() -> str:
                    "(what finishes first: numpy for small runs, else the compiled step, cuda "
                    "when there is a GPU; the first line says which and why).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Cores the compiled CPU step may use (default 1; more runs the parallel step, "
-                   "each call still on one core when that measures faster, as on a busy "
-                   "machine). Results depend on N.")
+              help="Cores the compiled CPU step may use (default: every core this process may "
+                   "use, its CPU affinity; each call still on one core when that measures "
+                   "faster, as on a busy machine). Results depend on N.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initialization, shuffling and dropout.")
 @click.option("--checkpoint", metavar="DIR", help="Save a checkpoint into DIR after every epoch.")

@@ -45,9 +45,8 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
     (default: the graph's). `updates={leaf: node}` writes each node's value into the array
     given for `leaf`. `points=True` compiles a scalar graph to run at many points at once: every
     variable takes an array (they broadcast) and each output is an array of values.
-    `threads` (CPU): how many cores the step may use; None: one, the serial module;
-    `default_threads()` is every core the process may use (its CPU affinity, at most
-    NUMBA_NUM_THREADS). With more than one, the large loops, matrix products, convolutions and
+    `threads` (CPU): how many cores the step may use; None: `default_threads()`, every core
+    the process may use (its CPU affinity, at most NUMBA_NUM_THREADS). With more than one, the large loops, matrix products, convolutions and
     pools are cut into `threads` fixed chunks that gradviz's worker threads run, each chunk
     calling BLAS with one thread: one owner of the cores (see docs/compiler.md). Each call then
     runs with the faster of `threads` and one thread, measured now and then, so a busy machine
@@ -66,7 +65,7 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
         return compile_cuda(outputs, updates, dtype=dtype)
     from gradviz.compiler.cpu.backend import compile_cpu
 
-    threads = 1 if threads is None else threads
+    threads = default_threads() if threads is None else threads
     set_threads(threads)
     return compile_cpu(outputs, updates, dtype=dtype, points=points, threads=threads)
 

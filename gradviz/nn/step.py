@@ -307,11 +307,13 @@ def _seconds(value: float) -> str:
     return f"about {value / 60:.0f} min"
 
 
-def step_is_cached(step: "TrainStep", device: str, *, strict: bool = False) -> bool | None:
+def step_is_cached(step: "TrainStep", device: str, *, strict: bool = False,
+                   threads: int | None = None) -> bool | None:
     """Whether the compiled code of `step` for `device` is in the kernel cache already (the CPU
     backend's content-addressed modules); None when that cannot be told (CUDA, no compiler).
     `strict`: first check that the cache can be used at all (its one-line GradvizError then
-    comes before anything says "compiling")."""
+    comes before anything says "compiling"). `threads`: as for `make_runner` (the parallel
+    and the serial modules are different code)."""
     if device != "cpu":
         return None
     try:
@@ -324,7 +326,7 @@ def step_is_cached(step: "TrainStep", device: str, *, strict: bool = False) -> b
     if strict:
         cache.kernels_dir()
     try:
-        return bool(is_compiled(source(step)))
+        return bool(is_compiled(source(step, threads=threads)))
     except Exception:  # noqa: BLE001 - a graph the compiler refuses: make_runner says why
         return None
 
@@ -340,8 +342,8 @@ def _may_have_gpu() -> bool:
 def make_runner(target: Graph | TrainStep, device: str, threads: int | None = None) -> Runner:
     """A runner for a graph (or a whole `TrainStep`, whose parameters and state a compiled
     runner may update in place) on a concrete device: numpy, cpu or cuda. The one place the
-    trainer meets the compilers. `threads` (cpu): cores the compiled step may use (None: one;
-    see `gradviz.compiler.compile`)."""
+    trainer meets the compilers. `threads` (cpu): cores the compiled step may use (None: every
+    core the process may use; see `gradviz.compiler.compile`)."""
     graph = target.graph if isinstance(target, TrainStep) else target
     if device == "numpy":
         return NumpyRunner(graph)

@@ -494,7 +494,7 @@ class Trainer:
             raise GradvizError(f"{self.checkpoint} already holds a checkpoint; pass --resume to "
                                "continue it, or choose another directory")
         self.on_epoch = on_epoch
-        self.threads = threads   # cores the compiled CPU step may use (None: one)
+        self.threads = threads   # cores the compiled CPU step may use (None: every core)
         self.dataset = dataset if dataset is not None else load_data(config)
         self.model = model if model is not None else build_model(config, self.dataset)
         check_model_size(self.model, config.model)
@@ -535,7 +535,7 @@ class Trainer:
         return self._steps[batch]
 
     def _runner(self, step: TrainStep):
-        if self.threads is None:   # make_runner's default: one core (the serial step)
+        if self.threads is None:   # make_runner's default: every core the process may use
             return make_runner(step, self.device)
         return make_runner(step, self.device, self.threads)
 
@@ -544,7 +544,7 @@ class Trainer:
         announced to the reporter (`compile_start`/`compile_end`) while it runs."""
         if self.device == "numpy" or importlib.util.find_spec("gradviz.compiler") is None:
             return self._runner(step)  # (no compiler: its error)
-        cached = step_is_cached(step, self.device, strict=True)
+        cached = step_is_cached(step, self.device, strict=True, threads=self.threads)
         start, end = (getattr(self.reporter, "compile_start", None),
                       getattr(self.reporter, "compile_end", None))
         if cached or start is None:
@@ -569,7 +569,7 @@ class Trainer:
             epochs = max(epochs - int(self._found.epoch), 0)
         cached = None
         try:
-            cached = step_is_cached(self._step_graph(batch), "cpu")
+            cached = step_is_cached(self._step_graph(batch), "cpu", threads=self.threads)
         except GradvizError:
             cached = None
         return RunSize(steps=-(-n // batch) * epochs, samples=n * epochs,
@@ -584,7 +584,7 @@ class Trainer:
         started = time.perf_counter()
         cached = None if self.device == "numpy" else step_is_cached(
             self._step_graph(min(self.config.batch, len(self.dataset.X_train))), self.device,
-            strict=True)
+            strict=True, threads=self.threads)
         self._train_step(min(self.config.batch, len(self.dataset.X_train)))
         return {"device": self.device, "cached": cached,
                 "compiled": self.compile_seconds > before or cached is False,
