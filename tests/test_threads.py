@@ -158,14 +158,15 @@ def test_worker_pool_runs_every_block_and_passes_errors_on():
     pool = Workers()
     seen = []
 
-    def block(me, workers, tag):
+    def block(me, workers, started, tag):
+        started[me] = 1
         seen.append((me, workers, tag, threading.current_thread() is threading.main_thread()))
 
     pool.each(3, block, "a")
     assert sorted(s[:3] for s in seen) == [(0, 3, "a"), (1, 3, "a"), (2, 3, "a")]
     assert [s[3] for s in seen if s[0] == 0] == [True]    # block 0 on the calling thread
 
-    def failing(me, workers):
+    def failing(me, workers, started):      # (fails before it says it started)
         if me == 1:
             raise ValueError("block 1 failed")
 

@@ -128,7 +128,9 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
     for j, group in enumerate(_groups(_units(sched, names, parallel, points), chunk or CHUNK)):
         params = list(dict.fromkeys([*dims, *(p for unit in group for p in unit[0])]))
         if group[0][2]:
-            lines.append(f"\n@{PARALLEL_JIT}\ndef part{j}(me, workers, {', '.join(params)}):")
+            lines.append(f"\n@{PARALLEL_JIT}\n"
+                         f"def part{j}(me, workers, started, {', '.join(params)}):")
+            lines.append("    started[me] = 1   # (the caller waits for this: workers.py)")
             calls.append(f"each(part{j}, {', '.join(params)})")
         else:
             lines.append(f"\n@{jit}\ndef part{j}({', '.join(params)}):")
@@ -301,6 +303,7 @@ class CompiledGraph:
         from numba.core.errors import NumbaPerformanceWarning
 
         array, integer = typeof(np.empty(1, self.dtype)), typeof(1)
+        flags = typeof(np.zeros(1, np.int64))
         for name, part in vars(module).items():
             if name.startswith("part"):
                 code = part.py_func.__code__
@@ -310,7 +313,8 @@ class CompiledGraph:
                     warnings.simplefilter("ignore", NumbaPerformanceWarning)
                     part.compile(tuple(integer if p in ("n", "nt", "me", "workers")
                                        or p.startswith("d_")
-                                       else array for p in params))
+                                       else flags if p == "started" else array
+                                       for p in params))
 
     def _load_and_compile(self):
         module = cache.load(self.source)

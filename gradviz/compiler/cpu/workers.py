@@ -1,21 +1,25 @@
 """The threads that run the chunks of the parallel module's kernels.
 
-A parallel kernel is a compiled function `kernel(me, workers, ...)` that does block `me` of
-`workers` of its loop (kernels.py, backend.py); `each(workers, kernel, ...)` calls it once per
-block, block 0 on the calling thread and the others on persistent worker threads, and returns
-when all are done. The kernels are compiled with `nogil=True`, so the blocks run at the same
-time. This pool is the one owner of the cores: the BLAS that compiled code calls runs one thread
-per call (compiler.set_threads), and Numba's own thread pool (`parallel=True`) is not used (its
-per-loop compile cost tripled a step's cold compile).
+A parallel kernel is a compiled function `kernel(me, workers, started, ...)` that does block
+`me` of `workers` of its loop (kernels.py, backend.py) and, first of all, sets `started[me] = 1`;
+`each(workers, kernel, ...)` calls it once per block, block 0 on the calling thread and the
+others on persistent worker threads, and returns when all are done. The kernels are compiled with
+`nogil=True`, so the blocks run at the same time. This pool is the one owner of the cores: the
+BLAS that compiled code calls runs one thread per call (compiler.set_threads), and Numba's own
+thread pool (`parallel=True`) is not used (its per-loop compile cost tripled a step's cold
+compile).
 
-Handing a block over: the caller writes the job, then bumps the worker's `go` counter; the
-worker, which after each job watches its counter for a while in compiled code without the GIL
-(`SPINS`, about a millisecond), starts at once, as the kernels of one step follow each other
-within microseconds; a worker that saw nothing for that long sleeps on a semaphore, which the
-caller releases. The caller waits for `done` the same way. Handing over still costs 30-40 us
-per kernel on the development machine (the worker must take the GIL to call the kernel), 80-95
-us with threads that sleep on a queue between kernels; so only loops of 2^18 elements or more
-are split (backend.PARALLEL_MIN).
+Handing a block over costs what the GIL costs: a worker needs it to call the kernel, and a
+thread that waits for the GIL while another holds it is woken by the OS (tens of microseconds
+here). So nobody waits for it: the caller writes the job, bumps the worker's `go` counter and
+then waits, without the GIL, in compiled code, until the worker's kernel says `started` (the
+worker, which after each job watches its counter for a while, also without the GIL, takes the
+GIL at once, calls the kernel and gives the GIL back); only then does the caller run block 0. A
+worker reports `done` from compiled code too, after it has given the GIL back. A worker that saw
+nothing for `SPINS` polls (about a millisecond) sleeps on a semaphore, which the caller
+releases. Measured per kernel inside a step on the development machine: 80-95 us with threads
+sleeping on a queue between kernels, 30-40 us with watching workers; so only loops of 2^18
+elements or more are split (backend.PARALLEL_MIN).
 """
 from __future__ import annotations
 
@@ -73,13 +77,40 @@ def _until_all(cells, count, value, spins):
     return False
 
 
+@njit(nogil=True, cache=True)
+def _until_started(started, done, count, job, spins):
+    """Whether every worker 1..count-1 has started its block (or already finished it, as one
+    that failed before its kernel ran) within `spins` polls (no GIL held)."""
+    for _ in range(spins):
+        ready = True
+        for at in range(1, count):
+            if _watch(started, at) != 1 and _watch(done, at) != job:
+                ready = False
+                break
+        if ready:
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
+def _finish_and_watch(done, at, job, go, spins):
+    """done[at] = job, written once the GIL is given back; then whether go[at] moves past `job`
+    within `spins` polls."""
+    done[at] = job
+    for _ in range(spins):
+        if _watch(go, at) != job:
+            return True
+    return False
+
+
 class Workers:
     """Persistent daemon threads, started on first need; one `each` call runs at a time."""
 
     def __init__(self, most: int = 64):
         self._lock = threading.Lock()
-        self._go = np.zeros(most, np.int64)      # job counter per worker (slot 0: the caller)
-        self._done = np.zeros(most, np.int64)    # the last job each worker finished
+        self._go = np.zeros(most, np.int64)       # job counter per worker (slot 0: the caller)
+        self._done = np.zeros(most, np.int64)     # the last job each worker finished
+        self._started = np.zeros(most, np.int64)  # set by a kernel when its block begins
         self._jobs: list = [None] * most
         self._errors: list = [None] * most
         self._asleep = [False] * most
@@ -98,8 +129,9 @@ class Workers:
 
     def _serve(self, me: int) -> None:
         seen = 0
+        changed = False
         while True:
-            if not _until_changed(self._go, me, seen, SPINS):
+            if not changed and not _until_changed(self._go, me, seen, SPINS):
                 self._asleep[me] = True
                 if int(self._go[me]) == seen:   # (a job posted before it said so is not lost)
                     self._bell[me].acquire()
@@ -109,29 +141,32 @@ class Workers:
             kernel, workers, args = self._jobs[me]
             self._jobs[me] = None
             try:
-                kernel(me, workers, *args)
+                kernel(me, workers, self._started, *args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller of `each`
                 self._errors[me] = exc
-            self._done[me] = seen
+            changed = _finish_and_watch(self._done, me, seen, self._go, SPINS)
 
     def each(self, workers: int, kernel, *args) -> None:
-        """Run `kernel(me, workers, *args)` for me = 0 .. workers-1, all at once; re-raise the
-        first error any block raised."""
+        """Run `kernel(me, workers, started, *args)` for me = 0 .. workers-1, all at once;
+        re-raise the first error any block raised."""
         if workers <= 1:
-            kernel(0, 1, *args)
+            kernel(0, 1, self._started, *args)
             return
         with self._lock:
             self._grow(workers - 1)
             job = int(self._go[0]) + 1
             self._go[0] = job
+            self._started[:workers] = 0
             for me in range(1, workers):
                 self._jobs[me] = (kernel, workers, args)
                 self._go[me] = job
                 if self._asleep[me]:
                     self._bell[me].release()
+            while not _until_started(self._started, self._done, workers, job, SPINS):
+                pass
             error = None
             try:
-                kernel(0, workers, *args)
+                kernel(0, workers, self._started, *args)
             except BaseException as exc:  # noqa: BLE001 - after the other blocks are done
                 error = exc
             self._done[0] = job
