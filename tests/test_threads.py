@@ -197,3 +197,35 @@ def test_folded_reductions_run_in_chunks():
     f.threads = 1      # the same chunks run by one thread: the same bits
     for a, c in zip(got, f(feeds)):
         assert np.array_equal(a, c)
+
+
+def test_a_forked_child_gets_workers_of_its_own():
+    import os
+    import time
+
+    from gradviz.compiler.cpu.workers import pool
+
+    def block(me, workers, started, out):
+        started[me] = 1
+        out[me] = me + 1
+
+    out = np.zeros(2)
+    pool().each(2, block, out)          # the parent's worker thread exists now
+    pid = os.fork()
+    if pid == 0:                        # the child: the parent's thread is not here
+        try:
+            mine = np.zeros(2)
+            pool().each(2, block, mine)
+            os._exit(0 if list(mine) == [1.0, 2.0] else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung waiting for its parent's worker threads")

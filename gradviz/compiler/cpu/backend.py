@@ -277,8 +277,9 @@ class CompiledGraph:
         parallel_of = _parallel_units(sched, threads, points, parallel_min)
         self.parallel = any(parallel_of.values())
         self._chunks = threads   # `nt` of the generated code
-        self._workers = workers.pool()
         self.guard = ThreadGuard(threads) if self.parallel and guard else None
+        if self.parallel:   # start the threads now, not in the first (timed) step
+            workers.pool().warm(threads)
         self._names = buffer_names(sched)
         self._sizes = tuple(graph_sizes(sched.order).values())
         self._leaves = sched.leaves
@@ -369,7 +370,8 @@ class CompiledGraph:
 
     def _run_on(self, threads: int, args: tuple) -> None:
         """The parallel module's `run` with its blocks on `threads` threads."""
-        self._run(functools.partial(self._workers.each, threads), self._chunks, *args)
+        # (the pool is looked up per call: a forked child gets a pool of its own, workers.py)
+        self._run(functools.partial(workers.pool().each, threads), self._chunks, *args)
 
     def _output(self, node: Node, values, feeds):
         sched = self.schedule
@@ -415,8 +417,8 @@ class CompiledGraph:
 
 class ThreadGuard:
     """Runs a parallel step with the faster of `threads` and one thread, by measurement: the
-    first calls alternate the two settings, `PROBE` timed calls each, and the medians decide the
-    calls until the next probe. Probes repeat after `EVERY` seconds, the wait doubling (up to
+    first calls try the two settings, `PROBE` timed calls each after one warm-up call each, and
+    the medians decide the calls until the next probe. Probes repeat after `EVERY` seconds, the wait doubling (up to
     `LONGEST`) while the answer stays the same, and a probe stops at the first call at `threads`
     that takes twice the one-thread median (a busy machine: another process on the other cores
     made such calls 8x slower). The chunks of the work are fixed by `threads` (see kernels.py),
@@ -446,15 +448,17 @@ class ThreadGuard:
                 self._times = {c: [] for c in self.choices}
             return
         # one-thread calls first: their median is what a slow call at `most` is held against
-        n = 1 if self._calls <= self.PROBE else self.most
+        phase = self._calls
+        n = 1 if phase <= self.PROBE else self.most
         start = time.perf_counter()
         fn(n, *args)
         elapsed = time.perf_counter() - start
         self._calls += 1
-        if self._calls > 1:    # the first call of a probe warms up (and is never counted)
+        warm_up = phase in (0, self.PROBE + 1)   # the first call at each setting: not counted
+        if not warm_up:
             self._times[n].append(elapsed)
         ones = self._times[1]
-        if n == self.most and len(ones) >= self.PROBE and \
+        if n == self.most and not warm_up and len(ones) >= self.PROBE and \
                 elapsed > 2 * statistics.median(ones):
             self._decide(1, elapsed, statistics.median(ones))
         elif all(len(t) >= self.PROBE for t in self._times.values()):

@@ -103,6 +103,11 @@ def _finish_and_watch(done, at, job, go, spins):
     return False
 
 
+@njit(nogil=True, cache=True)
+def _nothing(me, workers, started):
+    started[me] = 1
+
+
 class Workers:
     """Persistent daemon threads, started on first need; one `each` call runs at a time."""
 
@@ -146,6 +151,15 @@ class Workers:
                 self._errors[me] = exc
             changed = _finish_and_watch(self._done, me, seen, self._go, SPINS)
 
+    def warm(self, workers: int) -> None:
+        """Start the threads `workers` blocks need and load the compiled waiting code."""
+        self.each(workers, _nothing)
+
+    def _check_alive(self, workers: int) -> None:
+        for thread in self._threads[:workers - 1]:
+            if not thread.is_alive():
+                raise RuntimeError(f"gradviz worker thread {thread.name} has died")
+
     def each(self, workers: int, kernel, *args) -> None:
         """Run `kernel(me, workers, started, *args)` for me = 0 .. workers-1, all at once;
         re-raise the first error any block raised."""
@@ -163,7 +177,7 @@ class Workers:
                 if self._asleep[me]:
                     self._bell[me].release()
             while not _until_started(self._started, self._done, workers, job, SPINS):
-                pass
+                self._check_alive(workers)
             error = None
             try:
                 kernel(0, workers, self._started, *args)
@@ -171,7 +185,7 @@ class Workers:
                 error = exc
             self._done[0] = job
             while not _until_all(self._done, workers, job, SPINS):
-                pass
+                self._check_alive(workers)
             for me in range(1, workers):
                 failure, self._errors[me] = self._errors[me], None
                 error = error or failure
