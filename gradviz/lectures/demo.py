@@ -83,7 +83,7 @@ def demo_steps(out: str, quick: bool = False, verbose: bool = False) -> list[Ste
     if not quick:
         steps.append(Step("Handwritten digits",
                           "An MLP on scikit-learn's 1,797 8x8 digits, with the data set's "
-                          "default settings: about 97% on the test split.",
+                          "default settings: 97.5-99% on the test split (seeds 0-2).",
                           ("train", "--model", "mlp", "--data", "digits", *every,
                            "--plot", path("digits-curves.png"))))
     return steps
