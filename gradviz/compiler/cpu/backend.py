@@ -104,8 +104,11 @@ def _parallel_units(sched: Schedule, threads: int, points: bool,
             if k.kind == "matmul":
                 # a product of few rows split in two gained nothing (each chunk packs all of
                 # the other operand) and lost the hand-over to the other thread
+                a, b = sched.reads(node)
+                rows = (node.src[0].shape[1] if kernels.splits_shared_axis(node, a, b)
+                        else node.shape[0])     # (of the axis split)
                 enough = (lowering.work(node) >= GEMM_PARALLEL_WORK * scale
-                          and node.shape[0] >= GEMM_ROWS_PER_THREAD * threads * scale)
+                          and rows >= GEMM_ROWS_PER_THREAD * threads * scale)
             else:
                 enough = lowering.work(node) >= PARALLEL_WORK * scale
             found[k.index] = lowering.parallel is not None and enough
@@ -178,14 +181,26 @@ def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -
             params.append("nt")
         else:
             body = lowering.emit(node, args, names[node])
-        if lowering.scratch is not None:
+        if _scratch_elements(sched, k, parallel, 1) is not None:
             params.append(f"s{k.index}")
             header.append(f"scratch = s{k.index}")
         units.append((params, header + body, parallel))
-        if parallel and lowering.join is not None:
+        join = lowering.join(node, args, names[node]) if parallel and lowering.join else []
+        if join:
             units.append((params, [f"# kernel {k.index}, its chunks summed", *header[1:],
-                                   *lowering.join(node, args, names[node])], False))
+                                   *join], False))
     return units
+
+
+def _scratch_elements(sched: Schedule, k, parallel: bool, threads: int) -> int | None:
+    """Elements of working memory one-op kernel `k` asks for (None: none): in its parallel form,
+    its scratch per chunk for `threads` chunks."""
+    lowering = kernels.cpu_kernels[k.kind]
+    node = k.nodes[0]
+    if not parallel:
+        return None if lowering.scratch is None else lowering.scratch(node)
+    per = lowering.chunk_scratch(node, sched.reads(node)) if lowering.chunk_scratch else 0
+    return per * threads if per else None
 
 
 _PRANGE = re.compile(r"^(\s*)for (\w+) in prange\((.*)\):$")
@@ -246,12 +261,11 @@ def scratch(sched: Schedule, parallel_of: dict[int, bool] | None = None,
         if k.kind == "elementwise" and k.reductions and parallel_of and parallel_of[k.index]:
             found.append((f"s{k.index}", kernels.reduction_scratch(k) * threads))
             continue
-        lowering = kernels.cpu_kernels.get(k.kind)
-        if lowering is not None and lowering.scratch is not None:
-            if parallel_of and parallel_of[k.index]:
-                found.append((f"s{k.index}", lowering.chunk_scratch(k.nodes[0]) * threads))
-            else:
-                found.append((f"s{k.index}", lowering.scratch(k.nodes[0])))
+        if k.kind in kernels.cpu_kernels:
+            size = _scratch_elements(sched, k, bool(parallel_of and parallel_of[k.index]),
+                                     threads)
+            if size is not None:
+                found.append((f"s{k.index}", size))
     return found
 
 

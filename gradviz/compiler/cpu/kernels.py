@@ -40,8 +40,9 @@ class CpuKernel:
     accepts: Callable = lambda i, a: a.contiguous and not a.literal
     scratch: Callable | None = None   # node -> elements of working memory (passed as `scratch`)
     # the chunked form for the parallel module: emit(node, args, out) -> lines over `nt` chunks,
-    # `work(node)` (compared with the backend's threshold), scratch per chunk, and the lines run
-    # once after every chunk is done (`join(node, args, out)`)
+    # `work(node)` (compared with the backend's threshold), scratch per chunk
+    # (`chunk_scratch(node, accesses)`, 0 for none), and the lines run once after every chunk is
+    # done (`join(node, args, out)`, maybe none)
     parallel: Callable | None = None
     work: Callable | None = None
     chunk_scratch: Callable | None = None
@@ -92,6 +93,55 @@ def _matmul_parallel(node: Node, args, out: str) -> list[str]:
             "        if hi > lo:",
             f"            np.dot({_rows(na, a, 'lo', 'hi')}, {_matrix(nb, b)}, "
             f"{out}[lo * {n}:hi * {n}].reshape((hi - lo, {n})))"]
+
+
+def splits_shared_axis(node: Node, a: Access, b: Access) -> bool:
+    """Whether the parallel product splits its shared axis (a weight gradient, X^T @ dY: the
+    rows of X and dY are contiguous, where a split of the product's rows would copy a strided
+    block of X for every chunk)."""
+    return a.transposed and not a.contiguous and b.contiguous
+
+
+def _matmul_k_parallel(node: Node, args, out: str) -> list[str]:
+    """The shared axis in `nt` chunks: chunk t multiplies rows lo:hi of both stored operands
+    into its own partial product (the join adds them). Each chunk keeps more than
+    GEMM_SPLIT_MIN multiply-adds; the sum over the shared axis is regrouped by chunk (float
+    rounding), whichever thread runs a chunk."""
+    (na, a), (nb, b) = args
+    m, n = node.shape
+    k = a.shape[1]
+    return [f"nc = min(nt, max(1, {k} // (GEMM_SPLIT_MIN // ({m} * {n}) + 1)))",
+            "for t in prange(nc):",
+            f"    lo = t * {k} // nc",
+            f"    hi = (t + 1) * {k} // nc",
+            f"    np.dot({na}[lo * {m}:hi * {m}].reshape((hi - lo, {m})).T, "
+            f"{nb}[lo * {n}:hi * {n}].reshape((hi - lo, {n})), "
+            f"scratch[t * {m} * {n}:(t + 1) * {m} * {n}].reshape(({m}, {n})))"]
+
+
+def _matmul_any_parallel(node: Node, args, out: str) -> list[str]:
+    (_, a), (_, b) = args
+    if splits_shared_axis(node, a, b):
+        return _matmul_k_parallel(node, args, out)
+    return _matmul_parallel(node, args, out)
+
+
+def _matmul_join(node: Node, args, out: str) -> list[str]:
+    (_, a), (_, b) = args
+    if not splits_shared_axis(node, a, b):
+        return []
+    m, n = node.shape
+    k = a.shape[1]
+    return [f"nc = min(nt, max(1, {k} // (GEMM_SPLIT_MIN // ({m} * {n}) + 1)))",
+            f"{out}[:] = 0",
+            "for t in range(nc):",
+            f"    {out} += scratch[t * {m} * {n}:(t + 1) * {m} * {n}]"]
+
+
+def _matmul_chunk_scratch(node: Node, accesses) -> int:
+    a, b = accesses
+    m, n = node.shape
+    return m * n if splits_shared_axis(node, a, b) else 0
 
 
 def _matmul_work(node: Node) -> int:
@@ -308,7 +358,7 @@ def _conv_work(node: Node) -> int:
     return d["N"] * d["O"] * d["K"] * d["P"]
 
 
-def _conv_chunk_scratch(node: Node) -> int:
+def _conv_chunk_scratch(node: Node, *_) -> int:
     d = _conv_node_dims(node)
     extra = d["O"] * d["K"] if node.op == "conv2d_weight_grad" else 0
     return d["K"] * d["P"] + d["O"] * d["K"] + extra
@@ -429,7 +479,8 @@ def _pool(emit: Callable) -> CpuKernel:
 
 cpu_kernels: dict[str, CpuKernel] = {
     "matmul": CpuKernel(_matmul, lambda i, a: (a.contiguous or a.transposed) and not a.literal,
-                        parallel=_matmul_parallel, work=_matmul_work),
+                        parallel=_matmul_any_parallel, work=_matmul_work,
+                        chunk_scratch=_matmul_chunk_scratch, join=_matmul_join),
     # float64 accumulator for the trailing axes: float32 sums of many terms lose digits
     "sum": CpuKernel(_reduce("{acc} + {x}", "0.0"), lambda i, a: True),
     "amax": CpuKernel(_reduce("({x} if {x} > {acc} else {acc})", "-np.inf"), lambda i, a: True),
