@@ -234,3 +234,23 @@ def test_a_forked_child_gets_workers_of_its_own():
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung waiting for its parent's worker threads")
+
+
+def test_an_interrupted_call_returns_only_when_every_block_is_done():
+    import time
+
+    from gradviz.compiler.cpu.workers import Workers
+
+    pool = Workers()
+
+    def block(me, workers, started, out):
+        started[me] = 1
+        if me == 0:
+            raise KeyboardInterrupt     # Ctrl-C while the caller runs its own block
+        time.sleep(0.2)
+        out[me] = 1.0
+
+    out = np.zeros(2)
+    with pytest.raises(KeyboardInterrupt):
+        pool.each(2, block, out)
+    assert out[1] == 1.0      # the other block finished before the interrupt went on

@@ -176,16 +176,23 @@ class Workers:
                 self._go[me] = job
                 if self._asleep[me]:
                     self._bell[me].release()
-            while not _until_started(self._started, self._done, workers, job, SPINS):
-                self._check_alive(workers)
             error = None
             try:
+                while not _until_started(self._started, self._done, workers, job, SPINS):
+                    self._check_alive(workers)
                 kernel(0, workers, self._started, *args)
             except BaseException as exc:  # noqa: BLE001 - after the other blocks are done
                 error = exc
             self._done[0] = job
-            while not _until_all(self._done, workers, job, SPINS):
-                self._check_alive(workers)
+            # No block may still be writing when `each` returns, not even after Ctrl-C (a
+            # notebook that interrupts a step and runs the next would race with it).
+            while True:
+                try:
+                    while not _until_all(self._done, workers, job, SPINS):
+                        self._check_alive(workers)
+                    break
+                except KeyboardInterrupt as exc:
+                    error = error or exc
             for me in range(1, workers):
                 failure, self._errors[me] = self._errors[me], None
                 error = error or failure
