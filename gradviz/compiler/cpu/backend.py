@@ -304,6 +304,7 @@ class CompiledGraph:
         self._buffers += [np.empty(size, self.dtype)
                           for _, size in scratch(sched, parallel_of, threads)]
         self._scalars = {leaf: np.zeros(1, self.dtype) for leaf in self._leaves if leaf.shape == ()}
+        self._outputs = [] if points else [self._output_plan(n) for n in sched.outputs]
         start = time.perf_counter()
         self._module = self._load_and_compile()
         self.compile_seconds = time.perf_counter() - start
@@ -380,36 +381,45 @@ class CompiledGraph:
             self.guard.call(self._run_on, args)
         else:
             self._run_on(self.threads, args)
-        return [self._output(node, values, feeds) for node in self.schedule.outputs]
+        return [self._output(plan, values, feeds) for plan in self._outputs]
 
     def _run_on(self, threads: int, args: tuple) -> None:
         """The parallel module's `run` with its blocks on `threads` threads."""
         # (the pool is looked up per call: a forked child gets a pool of its own, workers.py)
         self._run(functools.partial(workers.pool().each, threads), self._chunks, *args)
 
-    def _output(self, node: Node, values, feeds):
+    def _output_plan(self, node: Node) -> tuple:
+        """Where output `node`'s value is found after a call (worked out once, not per call):
+        (kind, what, shape as plain ints)."""
         sched = self.schedule
         a = sched.access(node)
         base = a.base
+        shape = tuple(int(d) for d in node.shape)
         if a.literal:
-            flat = np.full(1, base.attrs["value"], self.dtype)
-        elif base in sched.inplace:
-            leaf = sched.inplace[base]
-            flat = values[leaf]
-            raw = lookup(leaf, feeds)
-            if isinstance(raw, np.ndarray) and raw.dtype == self.dtype and \
-                    np.shares_memory(raw, flat) and raw.shape == node.shape:
+            return "array", np.full(1, base.attrs["value"], self.dtype), shape
+        if base in sched.inplace:
+            return "updated", sched.inplace[base], shape
+        if base in self._buffer_of:
+            return "array", self._buffer_of[base], shape
+        if base.op == "const":
+            return "array", self._constants[sched.constants.index(base)], shape
+        return "leaf", base, shape
+
+    def _output(self, plan: tuple, values, feeds):
+        kind, what, shape = plan
+        if kind == "updated":
+            flat = values[what]
+            raw = lookup(what, feeds)
+            # the caller's own array, updated in place (`_flat` made no copy of it; a scalar
+            # went through its slot, `_scalars`)
+            if shape != () and isinstance(raw, np.ndarray) and raw.dtype == self.dtype and \
+                    raw.shape == shape and raw.flags.c_contiguous:
                 return raw
-            return flat.reshape(node.shape)
-        elif base in self._buffer_of:
-            flat = self._buffer_of[base]
-        elif base.op == "const":
-            flat = self._constants[sched.constants.index(base)]
-        else:
-            flat = values[base]
-        if node.shape == ():
+            return flat.reshape(shape)
+        flat = what if kind == "array" else values[what]
+        if shape == ():
             return float(flat[0]) if self.dtype == np.float64 else flat.reshape(()).copy()
-        return flat.reshape(node.shape).copy()
+        return flat.reshape(shape).copy()
 
     def _call_points(self, feeds: Mapping) -> list:
         raws = [np.asarray(lookup(leaf, feeds), dtype=self.dtype) for leaf in self._leaves]
