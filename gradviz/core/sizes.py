@@ -12,7 +12,16 @@ every size of the same structure:
 Arithmetic on a `Size` gives a `Size` (`+ - * // %`, unary `-`; `/` gives a `SizeRatio`), on
 plain ints it gives ints, so a size that was computed from other sizes keeps its formula. `str`
 and `repr` print the value, so listings and messages are unchanged; `code(...)`, and formatting
-inside `as_code()`, print the formula.
+inside `as_code()`, print the formula. Adding or subtracting plain ints folds into one offset, so
+a 3x3 convolution with padding 1 keeps its input's size: `(d_h + 2) - 3 + 1` is `d_h`. Every
+formula but a bare name is parenthesized (a floor division too), so it can stand anywhere in an
+expression.
+
+Images: with `named_images()` (or GRADVIZ_NAMED_IMAGES=1), `image_sizes(h, w)` names an input
+image's height and width (`d_h`, `d_w`); the shapes of convolutions, pools and flattens computed
+from them are formulas (`(((d_h - 2) // 2) + 1)`), so one compiled CNN step serves every image
+size (nn/step.py, and `Sequential`, which gives a Linear layer after a Flatten those formulas as
+its input width). Off by default: the step ran slower (see `_name_images`).
 
 Generated code stays correct whatever decisions a generator makes on a size's value (drop an axis
 of length 1, pick a tile): the text records each decision, so two graphs that give the same text
@@ -20,6 +29,7 @@ made the same decisions, and a size whose formula was lost is written as its dig
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Mapping
 
@@ -42,6 +52,10 @@ class Size(int):
 
     expr: str
     symbols: Mapping[str, int]
+    # a formula `base + offset` (offset a nonzero int) remembers both, so that further ints
+    # added or subtracted fold into the offset instead of nesting
+    _base: "Size | None" = None
+    _offset: int = 0
 
     def __new__(cls, value: int, expr: str, symbols: Mapping[str, int]):
         obj = super().__new__(cls, value)
@@ -201,8 +215,64 @@ def _combine(a, b, op: str):
         return a
     if op == "+" and not isinstance(a, Size) and int(a) == 0:
         return b
+    # a size plus or minus an int: one offset (`(d_h + 2) - 3` is `(d_h - 1)`)
+    if op in ("+", "-") and not isinstance(b, Size):
+        return _shift(a, int(b) if op == "+" else -int(b))
+    if op == "+" and not isinstance(a, Size):
+        return _shift(b, int(a))
     symbols = {**getattr(a, "symbols", {}), **getattr(b, "symbols", {})}
     return Size(value, f"({code(a)} {op} {code(b)})", symbols)
+
+
+def _shift(size: Size, k: int) -> Size:
+    """`size + k` with the ints added to one size folded into one offset."""
+    base, offset = (size._base, size._offset) if size._base is not None else (size, 0)
+    offset += k
+    if offset == 0:
+        return base
+    text = f"({base.expr} + {offset})" if offset > 0 else f"({base.expr} - {-offset})"
+    out = Size(int(base) + offset, text, base.symbols)
+    out._base, out._offset = base, offset
+    return out
+
+
+IMAGE_SIZE_NAMES = ("h", "w")
+# Whether image sizes are named (see `image_sizes`); None: GRADVIZ_NAMED_IMAGES=1 in the
+# environment says so. Off by default: the compiled LeNet-5 step ran 1.6x slower with runtime
+# image sizes (docs/benchmarks.md, "Kernels keyed by structure").
+_name_images: bool | None = None
+
+
+def names_images() -> bool:
+    """Whether `image_sizes` names an image's height and width now."""
+    if _name_images is not None:
+        return _name_images
+    return os.environ.get("GRADVIZ_NAMED_IMAGES", "").strip() == "1"
+
+
+@contextmanager
+def named_images(enabled: bool = True):
+    """Within the block, `image_sizes` names image sizes (or, with `enabled=False`, does not),
+    whatever GRADVIZ_NAMED_IMAGES says. Models and steps built inside keep what they got."""
+    global _name_images
+    before, _name_images = _name_images, enabled
+    try:
+        yield
+    finally:
+        _name_images = before
+
+
+def image_sizes(height: int, width: int) -> tuple[int, int]:
+    """An input image's height and width for the graphs of a model (nn/step.py, `Sequential`):
+    the named sizes `d_h` and `d_w` when image sizes are named (`named_images()`, or
+    GRADVIZ_NAMED_IMAGES=1), so that one compiled CNN step serves every image size; else
+    plain numbers, which the compiled code has as constants. Sizes that are `Size`s already are
+    kept. Channel counts, kernels, strides and padding stay numbers: they are the structure of a
+    network."""
+    if not names_images():
+        return tuple(v if isinstance(v, Size) else int(v) for v in (height, width))
+    return tuple(v if isinstance(v, Size) else Size.named(name, v)
+                 for name, v in zip(IMAGE_SIZE_NAMES, (height, width)))
 
 
 def code(x) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import Node
-from gradviz.core.sizes import Size
+from gradviz.core.sizes import Size, image_sizes
 from gradviz.ops import (add, broadcast_to, elu, leaky_relu, matmul, relu, reshape, sigmoid, step,
                          tanh, var)
 from gradviz.ops.leaves import _check_dtype
@@ -83,6 +83,15 @@ class Linear(_Weighted):
 
     def _fans(self):
         return self.in_features, self.out_features
+
+    def _take_input_width(self, features) -> None:
+        """Take `features`, a formula of named sizes equal to `in_features` (a Flatten's width
+        after convolutions: see `Sequential`), as the input width: the weight is rebuilt with
+        it. Only while a container is assembled, before any graph uses the weight."""
+        if isinstance(features, Size) and not isinstance(self.in_features, Size) and \
+                features == self.in_features:
+            self.in_features = features
+            self._param("weight", (features, self.out_features), self.dtype)
 
     def forward(self, x: Node, train: bool) -> Node:
         check_input(self, x, 2, "a flat (N, features) (add a Flatten before it)")
@@ -315,6 +324,11 @@ class Sequential(Module):
     `input_shape` (without the batch axis) is remembered for `summary()`; `labels` maps a
     layer's index to a note shown in the layer table (LeNet-5's C1, S2, ...); `description` is
     one line about the model.
+
+    With an image `input_shape` (C, H, W), a Linear layer whose input width follows from H and W
+    (after convolutions, pools and a Flatten) gets that width as a formula of the named image
+    sizes (`d_h`, `d_w`: core/sizes.py), as the training step's input has them: its weight's
+    shape is then the same formula, and one compiled step serves every image size.
     """
 
     def __init__(self, *layers: Module | Iterable[Module], input_shape=None,
@@ -329,6 +343,22 @@ class Sequential(Module):
         self.labels = dict(labels or {})
         self.description = description
         self._resolve_init()
+        self._name_image_widths()
+
+    def _name_image_widths(self) -> None:
+        """See the class docstring: a probe with named image sizes runs through the layers,
+        and each Linear takes the width it meets as its input width when the numbers agree."""
+        if self.input_shape is None or len(self.input_shape) != 3:
+            return
+        c, h, w = self.input_shape
+        x = var("input", (1, c, *image_sizes(h, w)), self._probe_dtype())
+        for layer in self.layers:
+            if isinstance(layer, Linear) and x.ndim == 2:
+                layer._take_input_width(x.shape[1])
+            try:
+                x = layer(x, train=False)
+            except Exception:  # noqa: BLE001 - a model that does not fit its input shape:
+                return         # naming is skipped, and building its graph says what is wrong
 
     def _resolve_init(self) -> None:
         for i, layer in enumerate(self.layers):

@@ -30,7 +30,7 @@ from gradviz.core.autodiff import grad
 from gradviz.errors import GradvizError
 from gradviz.core.interpret import evaluate
 from gradviz.core.ir import Graph, Node
-from gradviz.core.sizes import Size
+from gradviz.core.sizes import Size, image_sizes
 from gradviz.nn.optim import Optimizer, l2_term
 from gradviz.ops import add, mul, step, sub, sum as sum_, var
 
@@ -118,8 +118,10 @@ def _forward(model, batch: int, input_shape: Sequence[int], dtype: str, train: b
              loss_fn):
     _check_task(task)
     batch = batch if isinstance(batch, Size) else Size.named("batch", batch)
-    if len(input_shape) == 1:   # features; image sizes stay fixed (constant trip counts vectorize)
+    if len(input_shape) == 1:   # features
         input_shape = (Size.named("features", input_shape[0]),)
+    elif len(input_shape) == 3:   # (channels, height, width): height and width are named too
+        input_shape = (input_shape[0], *image_sizes(*input_shape[1:]))
     x = var("x", (batch, *input_shape), dtype)
     out = model(x, train=train)
     if out.ndim != 2 or out.shape[0] != batch:

@@ -22,15 +22,20 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import Node
+from gradviz.core.sizes import Size
 from gradviz.ops.shape import make
 from gradviz.core.rules import builder, primitive
 
 
+def _int(v) -> int:
+    return v if isinstance(v, Size) else int(v)   # named sizes (an image's) stay named
+
+
 def _pair(value, what: str) -> tuple[int, int]:
     if isinstance(value, (int, np.integer)):
-        value = (int(value), int(value))
+        value = (value, value)
     try:
-        a, b = (int(v) for v in value)
+        a, b = (_int(v) for v in value)
     except (TypeError, ValueError):
         raise GradvizError(f"{what} must be an int or a pair of ints, got {value!r}") from None
     return a, b

@@ -27,6 +27,7 @@ from typing import Callable
 from gradviz.compiler.schedule import Access, Kernel, Schedule
 from gradviz.compiler.templates import expression, index, lit, load
 from gradviz.core.ir import Node
+from gradviz.core.sizes import Size
 
 
 # -- one-op kernels -----------------------------------------------------------------------------
@@ -223,6 +224,37 @@ def _conv_dims(x_shape, w_shape, attrs, out_hw):
                 P=oh * ow, K=c * kh * kw)
 
 
+def _bound(d: dict, keys) -> tuple[list[str], dict]:
+    """Image sizes computed once, at the kernel's top. An image's height and width are named
+    sizes (`d_h`, `d_w`: core/sizes.py), so a layer's sizes are formulas of them such as
+    `(((d_h - 2) // 2) + 1)`: each entry of `keys` that is such a formula becomes a local
+    `g_<key>`, and the dict returned has entries that stand for those locals. Numbers and bare
+    names stay as they are (a graph of constant sizes gets the code it always had)."""
+    lines, out = [], dict(d)
+    for key in keys:
+        v = out[key]
+        if isinstance(v, Size) and v.expr not in v.symbols:
+            local = f"g_{key.lower()}"
+            lines.append(f"{local} = {v.expr}")
+            out[key] = Size(int(v), local, v.symbols)
+    return lines, out
+
+
+def _conv_geometry(d: dict) -> tuple[list[str], dict]:
+    """`_bound` for a convolution: input and output sizes, then P = OH * OW."""
+    lines, d = _bound(d, ("H", "W", "OH", "OW"))
+    d["P"] = d["OH"] * d["OW"]
+    more, d = _bound(d, ("P",))
+    return lines + more, d
+
+
+def _per_chunk(op: str, d: dict):
+    """Scratch elements per chunk of a parallel convolution: its columns (K x P), the GEMM's
+    output (O x K) and, for the weight gradient, the chunk's accumulator (O x K)."""
+    extra = d["O"] * d["K"] if op == "conv2d_weight_grad" else 0
+    return d["K"] * d["P"] + d["O"] * d["K"] + extra
+
+
 # im2col of sample `s` of x into `cols` (K rows, P columns); taps outside the image read 0.
 # (Hoisting the bounds test out of the j loop, with computed [jlo, jhi) ranges, measured 3x
 # slower: with constant trip counts LLVM unswitches and vectorizes this form itself.)
@@ -239,6 +271,32 @@ _IM2COL = """for c in range({C}):
                     else:
                         cols[row + i * {OW} + j] = 0"""
 
+# With image sizes that are runtime values (named sizes, see `_bound`) the form above ran 10x
+# slower (LeNet-5's C3 columns: 1.7 ms against 0.17 ms): trip counts unknown, and indices whose
+# sign LLVM cannot tell, so Numba's wraparound of negative indices stays in every access. The
+# runtime form computes each row's range of in-image taps [jlo, jhi) once and indexes with
+# unsigned integers (no wraparound; every index is >= 0 by construction): 0.35 ms.
+_IM2COL_RUNTIME = """for c in range({C}):
+    for a in range({KH}):
+        for b in range({KW}):
+            row = ((c * {KH} + a) * {KW} + b) * {P}
+            jlo = min(max(0, -((b - {PW}) // {SW})), {OW})
+            jhi = max(jlo, min({OW}, ({W} - 1 + {PW} - b) // {SW} + 1))
+            for i in range({OH}):
+                y = i * {SH} - {PH} + a
+                dst = row + i * {OW}
+                if 0 <= y < {H}:
+                    src = ((s * {C} + c) * {H} + y) * {W} - {PW} + b
+                    for j in range(jlo):
+                        cols[np.uint64(dst + j)] = 0
+                    for j in range(jlo, jhi):
+                        cols[np.uint64(dst + j)] = x[np.uint64(src + j * {SW})]
+                    for j in range(jhi, {OW}):
+                        cols[np.uint64(dst + j)] = 0
+                else:
+                    for j in range({OW}):
+                        cols[np.uint64(dst + j)] = 0"""
+
 # col2im: add the columns of sample `s` back onto the image they were read from.
 _COL2IM = """for c in range({C}):
     for a in range({KH}):
@@ -252,6 +310,34 @@ _COL2IM = """for c in range({C}):
                         if 0 <= xx < {W}:
                             dx[((s * {C} + c) * {H} + y) * {W} + xx] += cols[row + i * {OW} + j]"""
 
+# the runtime form (see `_IM2COL_RUNTIME`): the same additions, in the same order
+_COL2IM_RUNTIME = """for c in range({C}):
+    for a in range({KH}):
+        for b in range({KW}):
+            row = ((c * {KH} + a) * {KW} + b) * {P}
+            jlo = min(max(0, -((b - {PW}) // {SW})), {OW})
+            jhi = max(jlo, min({OW}, ({W} - 1 + {PW} - b) // {SW} + 1))
+            for i in range({OH}):
+                y = i * {SH} - {PH} + a
+                if 0 <= y < {H}:
+                    dst = ((s * {C} + c) * {H} + y) * {W} - {PW} + b
+                    src = row + i * {OW}
+                    for j in range(jlo, jhi):
+                        dx[np.uint64(dst + j * {SW})] += cols[np.uint64(src + j)]"""
+
+
+def _runtime(d: dict) -> bool:
+    """Whether some image size of `d` is a runtime value (a named size or a formula of them)."""
+    return any(isinstance(d[k], Size) for k in ("H", "W", "OH", "OW"))
+
+
+def _im2col(d: dict) -> str:
+    return (_IM2COL_RUNTIME if _runtime(d) else _IM2COL).format(**d)
+
+
+def _col2im(d: dict) -> str:
+    return (_COL2IM_RUNTIME if _runtime(d) else _COL2IM).format(**d)
+
 
 def _indent(block: str, pad: str) -> list[str]:
     return [pad + line for line in block.splitlines()]
@@ -259,35 +345,35 @@ def _indent(block: str, pad: str) -> list[str]:
 
 def _conv2d(node: Node, args, out: str) -> list[str]:
     (nx, x), (nw, w) = args
-    d = _conv_dims(x.shape, w.shape, node.attrs, node.shape[2:])
+    geometry, d = _conv_geometry(_conv_dims(x.shape, w.shape, node.attrs, node.shape[2:]))
     # one GEMM per sample: (O, K) @ (K, P) lands in the output's (O, OH*OW) layout directly
-    return [f"x = {nx}", "cols = scratch[:{K} * {P}]".format(**d),
+    return [f"x = {nx}", *geometry, "cols = scratch[:{K} * {P}]".format(**d),
             "wm = {w}.reshape(({O}, {K}))".format(w=nw, **d),
             "for s in range({N}):".format(**d),
-            *_indent(_IM2COL.format(**d), "    "),
+            *_indent(_im2col(d), "    "),
             "    np.dot(wm, cols.reshape(({K}, {P})), "
             "{out}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})))".format(out=out, **d)]
 
 
 def _conv2d_transpose(node: Node, args, out: str) -> list[str]:
     (ng, g), (nw, w) = args
-    d = _conv_dims(node.shape, w.shape, node.attrs, g.shape[2:])
-    return [f"dx = {out}", "dx[:] = 0", "cols = scratch[:{K} * {P}]".format(**d),
+    geometry, d = _conv_geometry(_conv_dims(node.shape, w.shape, node.attrs, g.shape[2:]))
+    return [f"dx = {out}", *geometry, "dx[:] = 0", "cols = scratch[:{K} * {P}]".format(**d),
             "wt = {w}.reshape(({O}, {K})).T".format(w=nw, **d),
             "for s in range({N}):".format(**d),
             "    np.dot(wt, {g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
             "cols.reshape(({K}, {P})))".format(g=ng, **d),
-            *_indent(_COL2IM.format(**d), "    ")]
+            *_indent(_col2im(d), "    ")]
 
 
 def _conv2d_weight_grad(node: Node, args, out: str) -> list[str]:
     (nx, x), (ng, g) = args
-    d = _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
-    return [f"x = {nx}", "cols = scratch[:{K} * {P}]".format(**d),
+    geometry, d = _conv_geometry(_conv_dims(x.shape, node.shape, node.attrs, g.shape[2:]))
+    return [f"x = {nx}", *geometry, "cols = scratch[:{K} * {P}]".format(**d),
             "part = scratch[{K} * {P}:{K} * {P} + {O} * {K}]".format(**d),
             f"{out}[:] = 0",
             "for s in range({N}):".format(**d),
-            *_indent(_IM2COL.format(**d), "    "),
+            *_indent(_im2col(d), "    "),
             "    np.dot({g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
             "cols.reshape(({K}, {P})).T, part.reshape(({O}, {K})))".format(g=ng, **d),
             f"    {out} += part"]
@@ -296,30 +382,30 @@ def _conv2d_weight_grad(node: Node, args, out: str) -> list[str]:
 def _conv2d_parallel(node: Node, args, out: str) -> list[str]:
     """Samples in `nt` chunks, each with its own columns: the serial kernel's GEMMs, in parallel."""
     (nx, x), (nw, w) = args
-    d = _conv_dims(x.shape, w.shape, node.attrs, node.shape[2:])
-    per = _conv_chunk_scratch(node)
-    return [f"x = {nx}", "wm = {w}.reshape(({O}, {K}))".format(w=nw, **d),
+    geometry, d = _conv_geometry(_conv_dims(x.shape, w.shape, node.attrs, node.shape[2:]))
+    per = _per_chunk(node.op, d)
+    return [f"x = {nx}", *geometry, "wm = {w}.reshape(({O}, {K}))".format(w=nw, **d),
             "for t in prange(nt):",
             f"    cols = scratch[t * {per}:t * {per} + {d['K'] * d['P']}]",
             *("    " + line for line in span("s", f"t * {d['N']} // nt", f"(t + 1) * {d['N']} // nt")),
-            *_indent(_IM2COL.format(**d), "        "),
+            *_indent(_im2col(d), "        "),
             "        np.dot(wm, cols.reshape(({K}, {P})), "
             "{out}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})))".format(out=out, **d)]
 
 
 def _conv2d_transpose_parallel(node: Node, args, out: str) -> list[str]:
     (ng, g), (nw, w) = args
-    d = _conv_dims(node.shape, w.shape, node.attrs, g.shape[2:])
-    per = _conv_chunk_scratch(node)
+    geometry, d = _conv_geometry(_conv_dims(node.shape, w.shape, node.attrs, g.shape[2:]))
+    per = _per_chunk(node.op, d)
     image = d["C"] * d["H"] * d["W"]
-    return [f"dx = {out}", "wt = {w}.reshape(({O}, {K})).T".format(w=nw, **d),
+    return [f"dx = {out}", *geometry, "wt = {w}.reshape(({O}, {K})).T".format(w=nw, **d),
             "for t in prange(nt):",
             f"    cols = scratch[t * {per}:t * {per} + {d['K'] * d['P']}]",
             *("    " + line for line in span("s", f"t * {d['N']} // nt", f"(t + 1) * {d['N']} // nt")),
             f"        dx[s * {image}:(s + 1) * {image}] = 0",
             "        np.dot(wt, {g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
             "cols.reshape(({K}, {P})))".format(g=ng, **d),
-            *_indent(_COL2IM.format(**d), "        ")]
+            *_indent(_col2im(d), "        ")]
 
 
 def _conv2d_weight_grad_parallel(node: Node, args, out: str) -> list[str]:
@@ -327,17 +413,17 @@ def _conv2d_weight_grad_parallel(node: Node, args, out: str) -> list[str]:
     accumulators in chunk order. With nt = 1 that is the serial kernel's order of additions;
     with more chunks the sum over samples is regrouped (float rounding differs, ~1e-6 relative)."""
     (nx, x), (ng, g) = args
-    d = _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
-    per = _conv_chunk_scratch(node)
+    geometry, d = _conv_geometry(_conv_dims(x.shape, node.shape, node.attrs, g.shape[2:]))
+    per = _per_chunk(node.op, d)
     kp, ok = d["K"] * d["P"], d["O"] * d["K"]
-    return [f"x = {nx}",
+    return [f"x = {nx}", *geometry,
             "for t in prange(nt):",
             f"    cols = scratch[t * {per}:t * {per} + {kp}]",
             f"    part = scratch[t * {per} + {kp}:t * {per} + {kp + ok}]",
             f"    acc = scratch[t * {per} + {kp + ok}:(t + 1) * {per}]",
             "    acc[:] = 0",
             *("    " + line for line in span("s", f"t * {d['N']} // nt", f"(t + 1) * {d['N']} // nt")),
-            *_indent(_IM2COL.format(**d), "        "),
+            *_indent(_im2col(d), "        "),
             "        np.dot({g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
             "cols.reshape(({K}, {P})).T, part.reshape(({O}, {K})))".format(g=ng, **d),
             "        acc += part"]
@@ -345,10 +431,10 @@ def _conv2d_weight_grad_parallel(node: Node, args, out: str) -> list[str]:
 
 def _conv2d_weight_grad_join(node: Node, args, out: str) -> list[str]:
     (nx, x), (ng, g) = args
-    d = _conv_dims(x.shape, node.shape, node.attrs, g.shape[2:])
-    per = _conv_chunk_scratch(node)
+    geometry, d = _conv_geometry(_conv_dims(x.shape, node.shape, node.attrs, g.shape[2:]))
+    per = _per_chunk(node.op, d)
     start = d["K"] * d["P"] + d["O"] * d["K"]
-    return [f"{out}[:] = 0",
+    return [*geometry, f"{out}[:] = 0",
             "for t in range(nt):",
             f"    {out} += scratch[t * {per} + {start}:(t + 1) * {per}]"]
 
@@ -359,9 +445,7 @@ def _conv_work(node: Node) -> int:
 
 
 def _conv_chunk_scratch(node: Node, *_) -> int:
-    d = _conv_node_dims(node)
-    extra = d["O"] * d["K"] if node.op == "conv2d_weight_grad" else 0
-    return d["K"] * d["P"] + d["O"] * d["K"] + extra
+    return _per_chunk(node.op, _conv_node_dims(node))
 
 
 def _conv_node_dims(node: Node) -> dict:
@@ -388,21 +472,28 @@ def _conv_scratch(node: Node) -> int:
     return d["K"] * d["P"] + d["O"] * d["K"]
 
 
+_IMAGE = ("H", "W", "OH", "OW")   # a pool's sizes that may be formulas (see `_bound`)
+
+
 def _pool_dims(x_shape, pooled_shape, attrs):
+    """A pool's sizes; `U` wraps its array indices: `np.uint64` when the image sizes are
+    runtime values (no wraparound of negative indices, see `_IM2COL_RUNTIME`), else nothing."""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw) = attrs["kernel"], attrs["stride"]
-    return dict(NC=n * c, H=h, W=w, KH=kh, KW=kw, SH=sh, SW=sw, OH=pooled_shape[2],
-                OW=pooled_shape[3])
+    d = dict(NC=n * c, H=h, W=w, KH=kh, KW=kw, SH=sh, SW=sw, OH=pooled_shape[2],
+             OW=pooled_shape[3])
+    d["U"] = "np.uint64" if _runtime(d) else ""
+    return d
 
 
 # the first maximum of window (i, j) of plane p, in row-major order (as NumPy's argmax)
-_ARGMAX = """best = x[base + (i * {SH}) * {W} + j * {SW}]
+_ARGMAX = """best = x[{U}(base + (i * {SH}) * {W} + j * {SW})]
 at = base + (i * {SH}) * {W} + j * {SW}
 for a in range({KH}):
     for b in range({KW}):
         k = base + (i * {SH} + a) * {W} + j * {SW} + b
-        if x[k] > best:
-            best = x[k]
+        if x[{U}(k)] > best:
+            best = x[{U}(k)]
             at = k"""
 
 
@@ -413,7 +504,7 @@ def _pool_loops(d, body: str, rng: str = "range", zero: str | None = None) -> li
     return [f"for p in {rng}({{NC}}):".format(**d), "    base = p * {H} * {W}".format(**d),
             *clear,
             "    for i in range({OH}):".format(**d), "        for j in range({OW}):".format(**d),
-            "            o = (p * {OH} + i) * {OW} + j".format(**d),
+            "            o = {U}((p * {OH} + i) * {OW} + j)".format(**d),
             *_indent(body.format(**d), "            ")]
 
 
@@ -421,38 +512,40 @@ def _pool_loops(d, body: str, rng: str = "range", zero: str | None = None) -> li
 # the input and output, so the parallel form (`rng="prange"`) computes the same bits.
 def _max_pool2d(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), = args
-    d = _pool_dims(x.shape, node.shape, node.attrs)
-    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[o] = best", rng)]
+    geometry, d = _bound(_pool_dims(x.shape, node.shape, node.attrs), _IMAGE)
+    return [f"x = {nx}", *geometry, *_pool_loops(d, _ARGMAX + f"\n{out}[o] = best", rng)]
 
 
 def _max_pool2d_grad(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), (ng, g) = args
-    d = _pool_dims(x.shape, g.shape, node.attrs)
-    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[at] += {ng}[o]", rng, zero=out)]
+    geometry, d = _bound(_pool_dims(x.shape, g.shape, node.attrs), _IMAGE)
+    return [f"x = {nx}", *geometry,
+            *_pool_loops(d, _ARGMAX + f"\n{out}[{{U}}(at)] += {ng}[o]", rng, zero=out)]
 
 
 def _max_pool2d_gather(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), (nh, h) = args
-    d = _pool_dims(x.shape, node.shape, node.attrs)
-    return [f"x = {nx}", *_pool_loops(d, _ARGMAX + f"\n{out}[o] = {nh}[at]", rng)]
+    geometry, d = _bound(_pool_dims(x.shape, node.shape, node.attrs), _IMAGE)
+    return [f"x = {nx}", *geometry,
+            *_pool_loops(d, _ARGMAX + f"\n{out}[o] = {nh}[{{U}}(at)]", rng)]
 
 
 def _avg_pool2d(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), = args
-    d = _pool_dims(x.shape, node.shape, node.attrs)
+    geometry, d = _bound(_pool_dims(x.shape, node.shape, node.attrs), _IMAGE)
     body = ("acc = 0.0\nfor a in range({KH}):\n    for b in range({KW}):\n"
-            "        acc += x[base + (i * {SH} + a) * {W} + j * {SW} + b]\n"
+            "        acc += x[{U}(base + (i * {SH} + a) * {W} + j * {SW} + b)]\n"
             f"{out}[o] = acc / {d['KH'] * d['KW']}")
-    return [f"x = {nx}", *_pool_loops(d, body, rng)]
+    return [f"x = {nx}", *geometry, *_pool_loops(d, body, rng)]
 
 
 def _avg_pool2d_transpose(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (ng, g), = args
-    d = _pool_dims(node.shape, g.shape, node.attrs)
+    geometry, d = _bound(_pool_dims(node.shape, g.shape, node.attrs), _IMAGE)
     body = (f"share = {ng}[o] / F({d['KH'] * d['KW']})\n"
             "for a in range({KH}):\n    for b in range({KW}):\n"
-            f"        {out}[base + (i * {{SH}} + a) * {{W}} + j * {{SW}} + b] += share")
-    return _pool_loops(d, body, rng, zero=out)
+            f"        {out}[{{U}}(base + (i * {{SH}} + a) * {{W}} + j * {{SW}} + b)] += share")
+    return [*geometry, *_pool_loops(d, body, rng, zero=out)]
 
 
 def _pool_parallel(emit: Callable) -> Callable:
