@@ -12,7 +12,7 @@ import numpy as np
 
 from gradviz.errors import GradvizError, ShapeError
 from gradviz.core.ir import Node
-from gradviz.core.sizes import Size, image_sizes
+from gradviz.core.sizes import Size, image_sizes, names_images
 from gradviz.ops import (add, broadcast_to, elu, leaky_relu, matmul, relu, reshape, sigmoid, step,
                          tanh, var)
 from gradviz.ops.leaves import _check_dtype
@@ -325,7 +325,8 @@ class Sequential(Module):
     layer's index to a note shown in the layer table (LeNet-5's C1, S2, ...); `description` is
     one line about the model.
 
-    With an image `input_shape` (C, H, W), a Linear layer whose input width follows from H and W
+    With an image `input_shape` (C, H, W) and image sizes named (`core.sizes.named_images`, off
+    by default), a Linear layer whose input width follows from H and W
     (after convolutions, pools and a Flatten) gets that width as a formula of the named image
     sizes (`d_h`, `d_w`: core/sizes.py), as the training step's input has them: its weight's
     shape is then the same formula, and one compiled step serves every image size.
@@ -348,7 +349,7 @@ class Sequential(Module):
     def _name_image_widths(self) -> None:
         """See the class docstring: a probe with named image sizes runs through the layers,
         and each Linear takes the width it meets as its input width when the numbers agree."""
-        if self.input_shape is None or len(self.input_shape) != 3:
+        if self.input_shape is None or len(self.input_shape) != 3 or not names_images():
             return
         c, h, w = self.input_shape
         x = var("input", (1, c, *image_sizes(h, w)), self._probe_dtype())
