@@ -54,6 +54,20 @@ def _watch(typingctx, cells, at):
     return types.int64(cells, at), codegen
 
 
+@intrinsic
+def _publish(typingctx, cells, at, value):
+    """cells[at] = value as an atomic release store: every write this thread made before (the
+    block's results) is visible to a thread that then reads `value` there with `_watch`. (A
+    plain store could become visible first on a weakly ordered CPU, such as ARM.)"""
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+    return types.void(cells, at, types.int64), codegen
+
+
 @njit(nogil=True, cache=True)
 def _until_changed(cells, at, seen, spins):
     """Whether cells[at] differs from `seen` within `spins` polls (no GIL held)."""
@@ -96,7 +110,7 @@ def _until_started(started, done, count, job, spins):
 def _finish_and_watch(done, at, job, go, spins):
     """done[at] = job, written once the GIL is given back; then whether go[at] moves past `job`
     within `spins` polls."""
-    done[at] = job
+    _publish(done, at, job)
     for _ in range(spins):
         if _watch(go, at) != job:
             return True
