@@ -238,8 +238,8 @@ def _shift(size: Size, k: int) -> Size:
 
 IMAGE_SIZE_NAMES = ("h", "w")
 # Whether image sizes are named (see `image_sizes`); None: GRADVIZ_NAMED_IMAGES=1 in the
-# environment says so. Off by default: the compiled LeNet-5 step ran 1.4x slower with runtime
-# image sizes (docs/benchmarks.md, "Kernels keyed by structure").
+# environment says so. Off by default: the compiled LeNet-5 step took about 1.1x as long with
+# runtime image sizes (docs/benchmarks.md, "Kernels keyed by structure").
 _name_images: bool | None = None
 
 

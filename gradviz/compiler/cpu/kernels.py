@@ -750,8 +750,18 @@ def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
         body.extend(_outer(f"i{d}", rng, extent, pad) if d == 0 else
                     [f"{pad}for i{d} in range({extent}):"])
         pad += "    "
-    body.append(f"{pad}i = {index(merged[0], loops)}")
+    body.append(f"{pad}i = {_unsigned(merged[0], index(merged[0], loops))}")
     return _Loop(pad, loops, strides, out_strides, inner)
+
+
+def _unsigned(strides, expression: str) -> str:
+    """An index computed with named sizes, as an unsigned integer. Trap: Numba wraps negative
+    indices, and with a stride LLVM cannot prove positive every access keeps that check, which
+    kept the loop from vectorizing (bias + tanh over (64, 6, d_h * d_w): 0.87 ms against 0.32 ms
+    with constant sizes, 0.32 ms unsigned). Constant strides keep their code."""
+    if any(isinstance(s, Size) and s.symbols for s in strides):
+        return f"np.uint64({expression})"
+    return expression
 
 
 def _loads(ops: _Operands, loop: _Loop, name_of, points: bool) -> list[str]:
@@ -762,7 +772,8 @@ def _loads(ops: _Operands, loop: _Loop, name_of, points: bool) -> list[str]:
         a = ops.accesses[key]
         if a.uniform and not points:
             continue
-        where = "i" if a.contiguous or loop.loops is None else index(loop.strides[key], loop.loops)
+        where = "i" if a.contiguous or loop.loops is None else \
+            _unsigned(loop.strides[key], index(loop.strides[key], loop.loops))
         lines.append(f"{loop.pad}{tmp} = {name_of(key[0])}[{where}]")
     return lines
 
@@ -777,7 +788,8 @@ def _accumulate(k: Kernel, sched: Schedule, partial, totals, loop: _Loop, name_o
             acc = f"r{sched.ids[node]}"
             lines.append(f"{pad}{acc} = {_REDUCE_STEP[node.op].format(acc=acc, x=x)}")
         else:
-            target = f"{name_of(node)}[{index(loop.out_strides[node], loop.loops)}]"
+            at = _unsigned(loop.out_strides[node], index(loop.out_strides[node], loop.loops))
+            target = f"{name_of(node)}[{at}]"
             lines.append(f"{pad}{target} = {_REDUCE_STEP[node.op].format(acc=target, x=x)}")
     for node, x in totals:
         acc = f"acc{sched.ids[node]}"
