@@ -193,8 +193,11 @@ def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -
 
 
 def _scratch_elements(sched: Schedule, k, parallel: bool, threads: int) -> int | None:
-    """Elements of working memory one-op kernel `k` asks for (None: none): in its parallel form,
-    its scratch per chunk for `threads` chunks."""
+    """Elements of working memory kernel `k` asks for (None: none): in its parallel form, its
+    scratch per chunk for `threads` chunks (a fused loop: the partial results of the reductions
+    it folds)."""
+    if k.kind == "elementwise":
+        return kernels.reduction_scratch(k) * threads if parallel and k.reductions else None
     lowering = kernels.cpu_kernels[k.kind]
     node = k.nodes[0]
     if not parallel:
@@ -258,14 +261,9 @@ def scratch(sched: Schedule, parallel_of: dict[int, bool] | None = None,
     reduction (its chunks' partial results)."""
     found = []
     for k in sched.kernels:
-        if k.kind == "elementwise" and k.reductions and parallel_of and parallel_of[k.index]:
-            found.append((f"s{k.index}", kernels.reduction_scratch(k) * threads))
-            continue
-        if k.kind in kernels.cpu_kernels:
-            size = _scratch_elements(sched, k, bool(parallel_of and parallel_of[k.index]),
-                                     threads)
-            if size is not None:
-                found.append((f"s{k.index}", size))
+        size = _scratch_elements(sched, k, bool(parallel_of and parallel_of[k.index]), threads)
+        if size is not None:
+            found.append((f"s{k.index}", size))
     return found
 
 
@@ -442,11 +440,11 @@ class CompiledGraph:
 class ThreadGuard:
     """Runs a parallel step with the faster of `threads` and one thread, by measurement: the
     first calls try the two settings, `PROBE` timed calls each after one warm-up call each, and
-    the medians decide the calls until the next probe. Probes repeat after `EVERY` seconds, the wait doubling (up to
-    `LONGEST`) while the answer stays the same, and a probe stops at the first call at `threads`
-    that takes twice the one-thread median (a busy machine: another process on the other cores
-    made such calls 8x slower). The chunks of the work are fixed by `threads` (see kernels.py),
-    so which setting runs never changes a result."""
+    the medians decide the calls until the next probe. Probes repeat after `EVERY` seconds, the
+    wait doubling (up to `LONGEST`) while the answer stays the same, and a probe stops at the
+    first call at `threads` that takes twice the one-thread median (a busy machine: another
+    process on the other cores made such calls 8x slower). The chunks of the work are fixed by
+    `threads` (see kernels.py), so which setting runs never changes a result."""
 
     PROBE = 3       # timed calls at each setting per probe (after one warm-up call)
     EVERY = 2.0     # seconds to the second probe

@@ -73,6 +73,12 @@ def _rows(name: str, a: Access, lo: str, hi: str) -> str:
     return f"{name}[{lo} * {cols}:{hi} * {cols}].reshape(({hi} - {lo}, {cols}))"
 
 
+def _chunk_count(extent, rest) -> str:
+    """`nc`: at most `nt` chunks of a product's split axis (`extent` long), each keeping more
+    than GEMM_SPLIT_MIN multiply-adds (`rest`: the multiply-adds per unit of that axis)."""
+    return f"nc = min(nt, max(1, {extent} // (GEMM_SPLIT_MIN // ({rest}) + 1)))"
+
+
 def _matmul_parallel(node: Node, args, out: str) -> list[str]:
     """Rows of the product in `nt` chunks, one single-threaded BLAS call each: every element is
     the same dot product as in the serial call."""
@@ -87,7 +93,7 @@ def _matmul_parallel(node: Node, args, out: str) -> list[str]:
     return ["if workers == 1:",
             f"    {_matmul(node, args, out)[0]}",
             "else:",
-            f"    nc = min(nt, max(1, {m} // (GEMM_SPLIT_MIN // ({n} * {k}) + 1)))",
+            f"    {_chunk_count(m, f'{n} * {k}')}",
             "    for t in prange(nc):",
             f"        lo = t * {m} // nc",
             f"        hi = (t + 1) * {m} // nc",
@@ -111,7 +117,7 @@ def _matmul_k_parallel(node: Node, args, out: str) -> list[str]:
     (na, a), (nb, b) = args
     m, n = node.shape
     k = a.shape[1]
-    return [f"nc = min(nt, max(1, {k} // (GEMM_SPLIT_MIN // ({m} * {n}) + 1)))",
+    return [_chunk_count(k, f"{m} * {n}"),
             "for t in prange(nc):",
             f"    lo = t * {k} // nc",
             f"    hi = (t + 1) * {k} // nc",
@@ -133,7 +139,7 @@ def _matmul_join(node: Node, args, out: str) -> list[str]:
         return []
     m, n = node.shape
     k = a.shape[1]
-    return [f"nc = min(nt, max(1, {k} // (GEMM_SPLIT_MIN // ({m} * {n}) + 1)))",
+    return [_chunk_count(k, f"{m} * {n}"),
             f"{out}[:] = 0",
             "for t in range(nc):",
             f"    {out} += scratch[t * {m} * {n}:(t + 1) * {m} * {n}]"]
@@ -276,13 +282,15 @@ _IM2COL = """for c in range({C}):
 # sign LLVM cannot tell, so Numba's wraparound of negative indices stays in every access. The
 # runtime form computes each row's range of in-image taps [jlo, jhi) once and indexes with
 # unsigned integers (no wraparound; every index is >= 0 by construction): 0.35 ms.
-_IM2COL_RUNTIME = """for c in range({C}):
+# `_TAPS_RUNTIME`, the loops over window taps (c, a, b) with that range, begins both forms.
+_TAPS_RUNTIME = """for c in range({C}):
     for a in range({KH}):
         for b in range({KW}):
             row = ((c * {KH} + a) * {KW} + b) * {P}
             jlo = min(max(0, -((b - {PW}) // {SW})), {OW})
             jhi = max(jlo, min({OW}, ({W} - 1 + {PW} - b) // {SW} + 1))
-            for i in range({OH}):
+"""
+_IM2COL_RUNTIME = _TAPS_RUNTIME + """            for i in range({OH}):
                 y = i * {SH} - {PH} + a
                 dst = row + i * {OW}
                 if 0 <= y < {H}:
@@ -311,13 +319,7 @@ _COL2IM = """for c in range({C}):
                             dx[((s * {C} + c) * {H} + y) * {W} + xx] += cols[row + i * {OW} + j]"""
 
 # the runtime form (see `_IM2COL_RUNTIME`): the same additions, in the same order
-_COL2IM_RUNTIME = """for c in range({C}):
-    for a in range({KH}):
-        for b in range({KW}):
-            row = ((c * {KH} + a) * {KW} + b) * {P}
-            jlo = min(max(0, -((b - {PW}) // {SW})), {OW})
-            jhi = max(jlo, min({OW}, ({W} - 1 + {PW} - b) // {SW} + 1))
-            for i in range({OH}):
+_COL2IM_RUNTIME = _TAPS_RUNTIME + """            for i in range({OH}):
                 y = i * {SH} - {PH} + a
                 if 0 <= y < {H}:
                     dst = ((s * {C} + c) * {H} + y) * {W} - {PW} + b
