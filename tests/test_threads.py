@@ -254,3 +254,12 @@ def test_an_interrupted_call_returns_only_when_every_block_is_done():
     with pytest.raises(KeyboardInterrupt):
         pool.each(2, block, out)
     assert out[1] == 1.0      # the other block finished before the interrupt went on
+
+
+def test_more_threads_than_the_pool_can_hold_is_one_clear_error():
+    from gradviz.compiler.cpu.workers import MOST_THREADS
+    from gradviz.errors import GradvizError
+
+    x = gv.var("x", (4, 3))
+    with pytest.raises(GradvizError, match=f"threads must be at most {MOST_THREADS}"):
+        gv.compile([gv.sum(gv.tanh(x))], threads=MOST_THREADS + 1)

@@ -82,8 +82,13 @@ def set_threads(threads: int) -> None:
     (SciPy's, loaded first so that the limit reaches it) runs one thread per call, since the
     cores belong to the worker pool, which splits the matrix products itself (two pools on two
     cores made an MLP step 3.5x slower). NumPy's own BLAS is left alone."""
+    from gradviz.compiler.cpu.workers import MOST_THREADS
+
     if threads < 1:
         raise GradvizError(f"threads must be at least 1, got {threads}")
+    if threads > MOST_THREADS:
+        raise GradvizError(f"threads must be at most {MOST_THREADS} on this machine, "
+                           f"got {threads}")
     import scipy.linalg.cython_blas as blas  # noqa: F401
     from threadpoolctl import ThreadpoolController
 

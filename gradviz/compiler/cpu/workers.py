@@ -34,6 +34,9 @@ from numba.extending import intrinsic
 from llvmlite import ir
 
 SPINS = 100_000   # polls of a counter before a worker sleeps (~1 ms)
+# the most threads a step may use: twice the machine's CPUs, at least 64 (the pool's counters
+# are fixed-size arrays that running workers keep reading)
+MOST_THREADS = max(64, 2 * (os.cpu_count() or 1))
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
@@ -125,7 +128,7 @@ def _nothing(me, workers, started):
 class Workers:
     """Persistent daemon threads, started on first need; one `each` call runs at a time."""
 
-    def __init__(self, most: int = 64):
+    def __init__(self, most: int = MOST_THREADS + 1):
         self._lock = threading.Lock()
         self._go = np.zeros(most, np.int64)       # job counter per worker (slot 0: the caller)
         self._done = np.zeros(most, np.int64)     # the last job each worker finished
