@@ -28,7 +28,7 @@ from typing import Mapping
 import numpy as np
 
 from gradviz.compiler import cache, templates
-from gradviz.compiler.cpu import kernels, workers
+from gradviz.compiler.cpu import compile_pool, kernels, workers
 from gradviz.compiler.schedule import Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError
 from gradviz.core.interpret import leaf_array, lookup
@@ -290,8 +290,6 @@ class CompiledGraph:
         self.parallel = any(parallel_of.values())
         self._chunks = threads   # `nt` of the generated code
         self.guard = ThreadGuard(threads) if self.parallel and guard else None
-        if self.parallel:   # start the threads now, not in the first (timed) step
-            workers.pool().warm(threads)
         self._names = buffer_names(sched)
         self._sizes = tuple(graph_sizes(sched.order).values())
         self._leaves = sched.leaves
@@ -306,6 +304,8 @@ class CompiledGraph:
         start = time.perf_counter()
         self._module = self._load_and_compile()
         self.compile_seconds = time.perf_counter() - start
+        if self.parallel:   # start the threads now, not in the first (timed) step
+            workers.pool().warm(threads)
 
     # -- building -------------------------------------------------------------------------------
     def _compile_parts(self, module) -> None:
@@ -318,17 +318,22 @@ class CompiledGraph:
 
         array, integer = typeof(np.empty(1, self.dtype)), typeof(1)
         flags = typeof(np.zeros(1, np.int64))
+        jobs = []
         for name, part in vars(module).items():
             if name.startswith("part"):
                 code = part.py_func.__code__
                 params = code.co_varnames[:code.co_argcount]
-                with warnings.catch_warnings():
-                    # a chunk of a transposed operand is a strided view np.dot copies (kernels.py)
-                    warnings.simplefilter("ignore", NumbaPerformanceWarning)
-                    part.compile(tuple(integer if p in ("n", "nt", "me", "workers")
-                                       or p.startswith("d_")
-                                       else flags if p == "started" else array
-                                       for p in params))
+                jobs.append((part, tuple(integer if p in ("n", "nt", "me", "workers")
+                                         or p.startswith("d_")
+                                         else flags if p == "started" else array
+                                         for p in params)))
+        # a module Numba has compiled before is loaded from its cache here; otherwise its parts
+        # are compiled by as many processes as this graph may use threads (compile_pool.py)
+        processes = 1 if cache.is_compiled(self.source) else self.threads
+        with warnings.catch_warnings():
+            # a chunk of a transposed operand is a strided view np.dot copies (kernels.py)
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            self.compile_processes = compile_pool.compile_all(jobs, processes)
 
     def _load_and_compile(self):
         module = cache.load(self.source)
