@@ -305,17 +305,22 @@ def first_step(contender: str, model: str, batch: int) -> None:
 def latency(model: str, batch: int, repeats: int) -> dict:
     """Medians over `repeats` rounds of fresh processes, alternating: gradviz's compile with an
     empty kernel cache (cold) and with the cache the cold run left (warm), JAX's and PyTorch's
-    first step."""
+    first step. Each is also timed as a whole process (`..._process`: start, imports, building,
+    compiling, the first step and exit), since the first-step clocks start after different
+    amounts of set-up (JAX's is after `import jax` and its first arrays, gradviz's before
+    Numba is imported)."""
     import subprocess
     import tempfile
 
-    def run(contender: str, cache: str | None = None) -> float | None:
+    def run(contender: str, cache: str | None = None) -> tuple[float, float] | None:
         env = dict(os.environ, **({"GRADVIZ_CACHE": cache} if cache else {}))
+        started = time.perf_counter()
         done = subprocess.run([sys.executable, __file__, "--first-step", contender, model,
                                str(batch)], capture_output=True, text=True, env=env)
+        process = time.perf_counter() - started
         if done.returncode != 0:
             return None   # not installed
-        return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+        return json.loads(done.stdout.strip().splitlines()[-1])["seconds"], process
 
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
@@ -325,11 +330,14 @@ def latency(model: str, batch: int, repeats: int) -> dict:
                                 ("jax_first_step", run("jax_jit")),
                                 ("torch_first_step", run("torch_eager"))):
                 if value is not None:
-                    times.setdefault(name, []).append(value)
+                    times.setdefault(name, []).append(value[0])
+                    times.setdefault(name.replace("_first_step", "") + "_process",
+                                     []).append(value[1])
     row = {name: statistics.median(ts) for name, ts in times.items()}
     if "jax_first_step" in row:
         row["cold_over_jax"] = row["gradviz_cold"] / row["jax_first_step"]
         row["warm_over_jax"] = row["gradviz_warm"] / row["jax_first_step"]
+        row["cold_process_over_jax"] = row["gradviz_cold_process"] / row["jax_process"]
     return {"model": model, "batch": batch, "seconds": row}
 
 

@@ -9,7 +9,8 @@ import pytest
 
 import gradviz as gv
 from gradviz.compiler.cpu import backend
-from gradviz.compiler.cpu.backend import compile_cpu, default_threads
+from gradviz.compiler import default_threads
+from gradviz.compiler.cpu.backend import compile_cpu
 
 SMALL = 64   # parallel_min for these tests: every kernel of the graphs below runs in chunks
 

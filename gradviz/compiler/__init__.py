@@ -71,10 +71,13 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
 
 
 def default_threads() -> int:
-    """Every core this process may use (its CPU affinity), at most NUMBA_NUM_THREADS if set."""
-    from gradviz.compiler.cpu.backend import default_threads as found
-
-    return found()
+    """Every core this process may use (its CPU affinity), at most NUMBA_NUM_THREADS when that
+    is set (the usual way to limit a Numba program's threads, so it is honoured here too)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        n = min(n, int(limit))
+    return max(1, n or 1)
 
 
 def set_threads(threads: int) -> None:

@@ -244,12 +244,14 @@ def resolve_device(device: str) -> str:
 class RunSize:
     """What `--device auto` weighs: the training steps of a run, the examples they see in all,
     the multiply-adds of one example's forward pass (weights times the positions they are used
-    at), and whether the compiled step is already in the kernel cache (None: cannot tell)."""
+    at), whether the compiled step is already in the kernel cache (None: cannot tell), and how
+    many processes would compile it (the cores the run may use)."""
 
     steps: int
     samples: int
     macs_per_sample: int
     cached: bool | None = None
+    processes: int = 1
 
     @property
     def work(self) -> float:
@@ -260,10 +262,12 @@ class RunSize:
 # Rough costs behind `--device auto`, measured on the 2-core development machine (busy): the
 # interpreter spends ~1 ms of Python per step and does ~7e8 forward multiply-adds a second
 # (digits MLP, batch 32: 14,300 samples/s); the compiled step ~0.1 ms and ~5e9; loading a cached
-# step takes ~1.5 s, compiling one 10-20 s (see docs/training.md, "Which device").
+# step takes ~1.5 s; compiling one ~1 s that is not shared and ~5 s that the processes compiling
+# it share (compiler/cpu/compile_pool.py; an MLP step on 2 cores: 2-3.5 s, see
+# docs/training.md, "Which device").
 NUMPY_STEP_S, NUMPY_MACS_PER_S = 1e-3, 7e8
 COMPILED_STEP_S, COMPILED_MACS_PER_S = 1e-4, 5e9
-LOAD_S, COMPILE_S = 1.5, 15.0
+LOAD_S, COMPILE_ALONE_S, COMPILE_SHARED_S = 1.5, 1.0, 5.0
 
 
 def estimate_seconds(size: RunSize, device: str) -> float:
@@ -271,7 +275,8 @@ def estimate_seconds(size: RunSize, device: str) -> float:
     compiling or loading the step included."""
     if device == "numpy":
         return size.steps * NUMPY_STEP_S + size.work / NUMPY_MACS_PER_S
-    setup = LOAD_S if size.cached else COMPILE_S
+    setup = LOAD_S if size.cached else \
+        COMPILE_ALONE_S + COMPILE_SHARED_S / max(1, size.processes)
     return setup + size.steps * COMPILED_STEP_S + size.work / COMPILED_MACS_PER_S
 
 

@@ -36,6 +36,7 @@ from gradviz.nn.history import (EpochRecord, History, curves_figure, epoch_line,
 from gradviz.nn.sources import (BUILTIN_DATA, absolute_config, absolute_data, source_records,
                                 trusted_source)
 from gradviz.errors import GradvizError
+from gradviz.compiler import default_threads
 from gradviz.nn.optim import LRSchedule, get_optimizer
 from gradviz.nn.step import (CLASSIFICATION, EvalStep, RunSize, TrainStep, build_eval_step,
                              build_train_step, choose_device, encode_targets, first_nonfinite,
@@ -574,7 +575,7 @@ class Trainer:
             cached = None
         return RunSize(steps=-(-n // batch) * epochs, samples=n * epochs,
                        macs_per_sample=forward_macs(self.model, self.dataset.input_shape),
-                       cached=cached)
+                       cached=cached, processes=self.threads or default_threads())
 
     def warm_up(self) -> dict:
         """Build and compile (or load) the training step on the device, training nothing: what

@@ -502,16 +502,6 @@ class ThreadGuard:
         self._next = time.perf_counter() + self._wait
 
 
-def default_threads() -> int:
-    """Every core this process may use (its CPU affinity), at most NUMBA_NUM_THREADS when that
-    is set (the usual way to limit a Numba program's threads, so it is honoured here too)."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    limit = os.environ.get("NUMBA_NUM_THREADS", "").strip()
-    if limit.isdigit() and int(limit) > 0:
-        n = min(n, int(limit))
-    return max(1, n or 1)
-
-
 def compile_cpu(outputs, updates=None, dtype: str | None = None, threads: int = 1,
                 points: bool = False, parallel_min: int | None = None,
                 guard: bool = True) -> CompiledGraph:
