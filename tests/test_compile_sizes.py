@@ -235,3 +235,34 @@ def test_cuda_module_serves_other_image_sizes(tmp_path):
     run = json.loads(done.stdout.strip().splitlines()[-1])
     assert run == {**run, "sources": 1, "modules": 1, "named": True}, run
     assert run["worst"] <= 1, run
+
+
+@pytest.mark.parametrize("h,w", [(9, 11), (12, 8)])
+def test_unpadded_convolutions_at_named_sizes_compute_what_the_interpreter_does(h, w):
+    """Convolutions without padding (every window in the image) take the runtime forms without
+    range tests (`kernels._IM2COL_VALID`, `_COL2IM_VALID`), strided too: the step's values and
+    gradients, serial and parallel module, within 1e-10 of the interpreter (float64)."""
+    from gradviz.compiler.cpu.backend import compile_cpu
+    from gradviz.nn import layers as L
+
+    with named_images():
+        model = L.Sequential(L.Conv2d(1, 2, 3, dtype="float64"), L.Tanh(),
+                             L.Conv2d(2, 3, 3, stride=2, dtype="float64"), L.ReLU(),
+                             L.Flatten(), L.Linear(3 * ((h - 5) // 2 + 1) * ((w - 5) // 2 + 1), 4,
+                                                   dtype="float64"),
+                             input_shape=(1, h, w))
+        step = build_train_step(model, 3, model.input_shape, optimizer=SGD(), dtype="float64")
+    outputs = step.graph.outputs
+    rng = np.random.default_rng(h * w)
+    feeds = {p: np.asarray(v) for p, v in model.init(rng).items()}
+    feeds[step.x] = rng.normal(size=step.x.shape)
+    feeds[step.target] = np.eye(4)[rng.integers(0, 4, 3)]
+    feeds[step.lr] = 0.1
+    want = gv.evaluate(outputs, feeds, order=step.graph.nodes)
+    for runner in (compile_cpu(outputs, threads=1),
+                   compile_cpu(outputs, threads=2, parallel_min=16, guard=False)):
+        # named sizes, and no tap ranges (`jlo`): the forms for windows inside the image
+        assert "d_h" in runner.source and "jlo" not in runner.source
+        got = runner({k: np.array(v, copy=True) for k, v in feeds.items()})
+        for node, value in zip(outputs, got):
+            np.testing.assert_allclose(value, want[node], rtol=1e-10, atol=1e-12)

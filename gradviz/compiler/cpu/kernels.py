@@ -305,6 +305,18 @@ _IM2COL_RUNTIME = _TAPS_RUNTIME + """            for i in range({OH}):
                     for j in range({OW}):
                         cols[np.uint64(dst + j)] = 0"""
 
+# Without padding every tap of a window lies in the image (OH = (H - KH) // SH + 1), so the
+# runtime forms need no ranges and no tests: plain copies (additions) of rows.
+_IM2COL_VALID = """for c in range({C}):
+    for a in range({KH}):
+        for b in range({KW}):
+            row = ((c * {KH} + a) * {KW} + b) * {P}
+            for i in range({OH}):
+                dst = row + i * {OW}
+                src = ((s * {C} + c) * {H} + i * {SH} + a) * {W} + b
+                for j in range({OW}):
+                    cols[np.uint64(dst + j)] = x[np.uint64(src + j * {SW})]"""
+
 # col2im: add the columns of sample `s` back onto the image they were read from.
 _COL2IM = """for c in range({C}):
     for a in range({KH}):
@@ -326,6 +338,17 @@ _COL2IM_RUNTIME = _TAPS_RUNTIME + """            for i in range({OH}):
                     src = row + i * {OW}
                     for j in range(jlo, jhi):
                         dx[np.uint64(dst + j * {SW})] += cols[np.uint64(src + j)]"""
+
+
+_COL2IM_VALID = """for c in range({C}):
+    for a in range({KH}):
+        for b in range({KW}):
+            row = ((c * {KH} + a) * {KW} + b) * {P}
+            for i in range({OH}):
+                dst = ((s * {C} + c) * {H} + i * {SH} + a) * {W} + b
+                src = row + i * {OW}
+                for j in range({OW}):
+                    dx[np.uint64(dst + j * {SW})] += cols[np.uint64(src + j)]"""
 
 
 # The weight gradient's columns: one row of K taps per output position, (P, K), so the innermost
@@ -371,12 +394,18 @@ def _runtime(d: dict) -> bool:
     return any(isinstance(d[k], Size) for k in ("H", "W", "OH", "OW"))
 
 
+def _valid(d: dict) -> bool:
+    return d["PH"] == 0 and d["PW"] == 0
+
+
 def _im2col(d: dict) -> str:
-    return (_IM2COL_RUNTIME if _runtime(d) else _IM2COL).format(**d)
+    form = (_IM2COL_VALID if _valid(d) else _IM2COL_RUNTIME) if _runtime(d) else _IM2COL
+    return form.format(**d)
 
 
 def _col2im(d: dict) -> str:
-    return (_COL2IM_RUNTIME if _runtime(d) else _COL2IM).format(**d)
+    form = (_COL2IM_VALID if _valid(d) else _COL2IM_RUNTIME) if _runtime(d) else _COL2IM
+    return form.format(**d)
 
 
 def _indent(block: str, pad: str) -> list[str]:
