@@ -158,3 +158,46 @@ def test_a_training_step_compiled_by_two_processes_is_the_same_and_complete(tmp_
     alone = run_program(1, tmp_path / "one")
     assert alone["processes"] == 1 and alone["hits"] == 0
     assert first["values"] == alone["values"] == again["values"]
+
+
+def test_a_child_told_to_stop_leaves_no_half_written_file(tmp_path, monkeypatch):
+    """The stop (SIGTERM) reaches a child inside Numba's cache write: Numba removes its
+    temporary file, and the child ends without a traceback."""
+    monkeypatch.setenv("GRADVIZ_CACHE", str(tmp_path))
+    module = cache.load(SOURCE.format(k=7))
+    dispatcher, signature = jobs_of(module)[0]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            import numba.core.caching as caching
+
+            real = caching.IndexDataCacheFile._open_for_write
+            from contextlib import contextmanager
+
+            @contextmanager
+            def slow_write(self, filepath):
+                with real(self, filepath) as f:
+                    os.write(write, b"x")        # the temporary file exists now
+                    time.sleep(60)
+                    yield f
+            caching.IndexDataCacheFile._open_for_write = slow_write
+            reports_r, reports_w = os.pipe()   # (the child closes its read end: a copy stays)
+            compile_pool._child(0, [(dispatcher, signature)], *_queue_with_job(),
+                                os.dup(reports_r), reports_w)
+        finally:
+            os._exit(code)
+    import select
+
+    assert select.select([read], [], [], 120)[0], "the child never began writing"
+    assert list(tmp_path.rglob("*.tmp.*"))
+    compile_pool._stop([pid])
+    assert not list(tmp_path.rglob("*.tmp.*"))
+
+
+def _queue_with_job():
+    queue_r, queue_w = os.pipe()
+    os.write(queue_w, compile_pool._JOB.pack(0))
+    os.set_blocking(queue_r, False)
+    return queue_r, queue_w

@@ -11,8 +11,9 @@ for its compile time) until none is left. A child reports each job it takes and 
 finishes on a second pipe. When the queue is empty this process waits for the jobs children
 took; it compiles itself those of a child that died, and all that are left when no child has
 reported anything for `STALLED` seconds (so a child that dies or hangs costs time, never the
-result). Then it stops the children still running (busy with a job it already has) and
-compiles, or loads from the cache, every job in order, so the functions are ready here.
+result). Then it stops the children still running (busy with a job it already has; a stopped
+child's Numba removes the file it was writing) and compiles, or loads from the cache, every job
+in order, so the functions are ready here.
 
 Before forking, Numba's one-time set-up (about 0.35 s, paid by the first compile in a process)
 is done here once, so the children start with it done. Forking is used on Linux only; elsewhere,
@@ -25,14 +26,15 @@ import select
 import signal
 import struct
 import sys
+import time
 import warnings
-from pathlib import Path
 from typing import Sequence
 
 _JOB = struct.Struct("<I")          # a job's index in the queue pipe
 _REPORT = struct.Struct("<BHI")     # (TAKEN or DONE, child, job) from a child
 TAKEN, DONE = 1, 2
 MOST_JOBS = 1024   # the queue is written whole before anyone reads it: 4 KiB, which a pipe holds
+GRACE = 10.0      # seconds a stopped child has to end before it is killed
 STALLED = 120.0   # seconds without a report from any child: compile the rest here
 _warmed = False
 
@@ -106,7 +108,7 @@ def _in_children(jobs: list[tuple], processes: int) -> None:
     finally:
         os.close(queue_r)
         os.close(reports_r)
-        _stop(children, jobs)
+        _stop(children)
 
 
 def _await_children(jobs, order, children, reports_r, taken, finished) -> None:
@@ -167,8 +169,12 @@ def _child(me, jobs, queue_r, queue_w, reports_r, reports_w) -> None:
     try:
         os.close(queue_w)
         os.close(reports_r)
+        # Ctrl-C, or this process's stop, raises inside the compile: Numba then removes the
+        # file it was writing (it writes a temporary file and renames it), and `os._exit`
+        # below ends the child without a traceback
         try:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)   # Ctrl-C ends it, no traceback
+            signal.signal(signal.SIGINT, _stopped)
+            signal.signal(signal.SIGTERM, _stopped)
         except ValueError:
             pass
         while True:
@@ -183,31 +189,35 @@ def _child(me, jobs, queue_r, queue_w, reports_r, reports_w) -> None:
         os._exit(code)   # no atexit handlers, no flushing of the parent's buffers
 
 
-def _stop(children: list[int], jobs: list[tuple]) -> None:
-    """End the children (those still busy compile what this process already has) and remove
-    the half-written files a stopped one may leave in Numba's cache."""
-    stopped = False
+class _Stopped(Exception):
+    """Raised in a child when it is told to stop (an Exception: Numba removes the temporary
+    file it was writing on an Exception, not on other BaseExceptions)."""
+
+
+def _stopped(signum, frame):
+    raise _Stopped
+
+
+def _stop(children: list[int]) -> None:
+    """End the children still running (busy with a job this process already has): SIGTERM, so
+    that Numba removes what it was writing, then SIGKILL if one is still there after `GRACE`
+    seconds (compiled code does not see a signal until it returns to Python)."""
+    running = []
     for pid in children:
         try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == 0:
-                os.kill(pid, signal.SIGKILL)
-                stopped = True
-                os.waitpid(pid, 0)
-        except ChildProcessError:
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                os.kill(pid, signal.SIGTERM)
+                running.append(pid)
+        except (ChildProcessError, ProcessLookupError):
             pass
-    if stopped:
-        for dispatcher, _ in jobs:
-            _remove_partial_files(dispatcher)
-
-
-def _remove_partial_files(dispatcher) -> None:
-    cache_path = getattr(getattr(dispatcher, "_cache", None), "cache_path", None)
-    if not cache_path:
-        return
-    module = dispatcher.py_func.__module__
-    for path in Path(cache_path).glob(f"{module}.*.tmp.*"):
+    deadline = time.monotonic() + GRACE
+    for pid in running:
         try:
-            path.unlink()
-        except OSError:
+            while os.waitpid(pid, os.WNOHANG)[0] == 0:
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.01)
+        except (ChildProcessError, ProcessLookupError):
             pass
