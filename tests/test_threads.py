@@ -133,17 +133,49 @@ def test_resume_is_bit_exact_with_two_threads(tmp_path, monkeypatch):
         return TrainConfig(model="tiny", data="digits", epochs=epochs, batch=50, seed=0,
                            optimizer="adam")
 
-    def trainer(epochs, where, resume=False):
+    def trainer(epochs, where, resume=False, threads=2, reporter=None):
         return Trainer(config(epochs), model=DropoutMLP(64, 16, 10, "float32"), dataset=ds,
-                       checkpoint=tmp_path / where, resume=resume, device="cpu", threads=2)
+                       checkpoint=tmp_path / where, resume=resume, device="cpu",
+                       threads=threads, reporter=reporter)
 
     straight = trainer(3, "a").run()
     assert trainer(1, "b").run().epochs_run == 1
-    resumed = trainer(3, "b", resume=True).run()
+    assert ckpt.load(tmp_path / "b").meta["threads"] == 2
+    # no thread count given: the checkpoint's (this process's default is 1: NUMBA_NUM_THREADS)
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    resumed = trainer(3, "b", resume=True, threads=None)
+    assert resumed.threads == 2
+    resumed = resumed.run()
     assert resumed.resumed_from_epoch == 1
     for name, value in straight.params.items():
         assert np.array_equal(value, resumed.params[name]), name
     assert [r.train_loss for r in resumed.history] == [r.train_loss for r in straight.history]
+
+
+def test_resume_with_another_thread_count_says_so(tmp_path, monkeypatch):
+    from gradviz.nn.training import TrainConfig, Trainer
+    from test_train import DropoutMLP, _digits
+
+    class Notes:
+        def __init__(self):
+            self.notes = []
+
+        def note(self, text):
+            self.notes.append(text)
+
+        def __getattr__(self, name):   # every other event: ignored
+            return lambda *args: None
+
+    ds = _digits(n=120)
+    config = TrainConfig(model="tiny", data="digits", epochs=2, batch=40, seed=0)
+    Trainer(TrainConfig(**{**config.to_dict(), "epochs": 1}), dataset=ds,
+            model=DropoutMLP(64, 8, 10, "float32"), checkpoint=tmp_path, device="cpu",
+            threads=2).run()
+    reporter = Notes()
+    Trainer(config, model=DropoutMLP(64, 8, 10, "float32"), dataset=ds, checkpoint=tmp_path,
+            resume=True, device="cpu", threads=1, reporter=reporter).run()
+    assert any("trained with 2 thread(s), this run uses 1" in n for n in reporter.notes), \
+        reporter.notes
 
 
 def test_the_step_gives_the_same_bits_on_one_thread_or_two():

@@ -255,7 +255,8 @@ def _data_help() -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
               help="Cores the compiled CPU step may use (default: every core this process may "
                    "use, its CPU affinity; each call still on one core when that measures "
-                   "faster, as on a busy machine). Results depend on N.")
+                   "faster, as on a busy machine; resuming: the checkpoint's N). Results "
+                   "depend on N.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initialization, shuffling and dropout.")
 @click.option("--checkpoint", metavar="DIR", help="Save a checkpoint into DIR after every epoch.")

@@ -70,6 +70,11 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
     return compile_cpu(outputs, updates, dtype=dtype, points=points, threads=threads)
 
 
+# the most threads a step may use: twice the machine's CPUs, at least 64 (the worker pool's
+# counters are fixed-size arrays that running workers keep reading)
+MOST_THREADS = max(64, 2 * (os.cpu_count() or 1))
+
+
 def default_threads() -> int:
     """Every core this process may use (its CPU affinity), at most NUMBA_NUM_THREADS when that
     is set (the usual way to limit a Numba program's threads, so it is honoured here too)."""
@@ -85,8 +90,6 @@ def set_threads(threads: int) -> None:
     (SciPy's, loaded first so that the limit reaches it) runs one thread per call, since the
     cores belong to the worker pool, which splits the matrix products itself (two pools on two
     cores made an MLP step 3.5x slower). NumPy's own BLAS is left alone."""
-    from gradviz.compiler.cpu.workers import MOST_THREADS
-
     if threads < 1:
         raise GradvizError(f"threads must be at least 1, got {threads}")
     if threads > MOST_THREADS:

@@ -36,7 +36,7 @@ from gradviz.nn.history import (EpochRecord, History, curves_figure, epoch_line,
 from gradviz.nn.sources import (BUILTIN_DATA, absolute_config, absolute_data, source_records,
                                 trusted_source)
 from gradviz.errors import GradvizError
-from gradviz.compiler import default_threads
+from gradviz.compiler import MOST_THREADS, default_threads
 from gradviz.nn.optim import LRSchedule, get_optimizer
 from gradviz.nn.step import (CLASSIFICATION, EvalStep, RunSize, TrainStep, build_eval_step,
                              build_train_step, choose_device, encode_targets, first_nonfinite,
@@ -434,6 +434,17 @@ def _dtype(model) -> str:
     return params[0].dtype if params else "float32"
 
 
+def _saved_threads(found) -> int | None:
+    """The thread count a checkpoint's compiled CPU step used (None: another device, a
+    checkpoint from before counts were recorded, or a count this machine's pool cannot hold)."""
+    if found is None:
+        return None
+    count = found.meta.get("threads")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        return None
+    return count if count <= MOST_THREADS else None
+
+
 # -- evaluation --------------------------------------------------------------------------------
 class Evaluator:
     """Forward passes of a model over whole splits, in batches of `EVAL_BATCH`."""
@@ -495,7 +506,11 @@ class Trainer:
             raise GradvizError(f"{self.checkpoint} already holds a checkpoint; pass --resume to "
                                "continue it, or choose another directory")
         self.on_epoch = on_epoch
-        self.threads = threads   # cores the compiled CPU step may use (None: every core)
+        # cores the compiled CPU step may use (None: every core); a resumed run takes the
+        # checkpoint's count unless told otherwise: the count fixes how sums are cut into
+        # chunks, so the same count computes the same bits as the uninterrupted run
+        self._saved_threads = _saved_threads(self._found)
+        self.threads = threads if threads is not None else self._saved_threads
         self.dataset = dataset if dataset is not None else load_data(config)
         self.model = model if model is not None else build_model(config, self.dataset)
         check_model_size(self.model, config.model)
@@ -609,6 +624,7 @@ class Trainer:
         ds = self.dataset
         return {
             "epoch": epoch, "config": self.config.to_dict(), "device": self.device,
+            "threads": (self.threads or default_threads()) if self.device == "cpu" else None,
             "optimizer": self.optimizer.config(),
             "rng": rng.bit_generator.state, "history": [dataclasses.asdict(r) for r in history],
             "normalizer": ds.normalizer.to_dict(), "model_spec": self.model_spec,
@@ -687,6 +703,11 @@ class Trainer:
         if self.resume:
             params, state, rng, records, first_epoch = self._restore(params, state)
             history = History.of(records)
+            threads = (self.threads or default_threads()) if self.device == "cpu" else None
+            if self._saved_threads and threads and threads != self._saved_threads:
+                self._note(f"note: the checkpoint was trained with {self._saved_threads} "
+                           f"thread(s), this run uses {threads}: sums are cut into other "
+                           "chunks, so the last digits differ from an uninterrupted run's")
         watch = _EarlyStop(config.patience, history, self._best_dir(),
                            self._found if self.resume else None)
         evaluator = Evaluator(self.model, ds.input_shape, self.task, "numpy", self.dtype)

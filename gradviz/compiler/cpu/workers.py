@@ -33,10 +33,9 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 from llvmlite import ir
 
+from gradviz.compiler import MOST_THREADS   # (the pool's counters are arrays of this size)
+
 SPINS = 100_000   # polls of a counter before a worker sleeps (~1 ms)
-# the most threads a step may use: twice the machine's CPUs, at least 64 (the pool's counters
-# are fixed-size arrays that running workers keep reading)
-MOST_THREADS = max(64, 2 * (os.cpu_count() or 1))
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
