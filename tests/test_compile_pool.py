@@ -201,3 +201,16 @@ def _queue_with_job():
     os.write(queue_w, compile_pool._JOB.pack(0))
     os.set_blocking(queue_r, False)
     return queue_r, queue_w
+
+
+def test_no_fork_to_be_had_means_compiling_here(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_CACHE", str(tmp_path))
+
+    def refuse():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(compile_pool.os, "fork", refuse)
+    module = cache.load(SOURCE.format(k=10))
+    assert compile_pool.compile_all(jobs_of(module), 4) == 1
+    assert misses(module) == 3
+    check_results(module, 10)

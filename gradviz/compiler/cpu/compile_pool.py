@@ -51,7 +51,7 @@ def compile_all(jobs: Sequence[tuple], processes: int) -> int:
     jobs = list(jobs)
     used = min(processes, len(jobs))
     if used > 1 and can_fork() and len(jobs) <= MOST_JOBS:
-        _in_children(jobs, used)
+        used = _in_children(jobs, used)
     else:
         used = 1
     for dispatcher, signature in jobs:   # compiled by a child: loaded from the cache
@@ -73,7 +73,9 @@ def _cost(job: tuple) -> int:
     return len(job[0].py_func.__code__.co_code)
 
 
-def _in_children(jobs: list[tuple], processes: int) -> None:
+def _in_children(jobs: list[tuple], processes: int) -> int:
+    """Compile `jobs` here and in up to `processes - 1` forked children; returns how many
+    processes compiled."""
     _warm_up()
     order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i]))
     queue_r, queue_w = os.pipe()
@@ -109,27 +111,29 @@ def _in_children(jobs: list[tuple], processes: int) -> None:
         os.close(queue_r)
         os.close(reports_r)
         _stop(children)
+    return 1 + len(children)
 
 
 def _await_children(jobs, order, children, reports_r, taken, finished) -> None:
     """Wait for the jobs children took; compile here those of a child that died, and all that
     are left if no child has reported anything for `STALLED` seconds."""
     alive = set(range(len(children)))
-    quiet = 0.0
+    heard_at = time.monotonic()
     while True:
-        heard = _read_reports(reports_r, taken, finished, wait=0.02)
-        quiet = 0.0 if heard else quiet + 0.02
+        if _read_reports(reports_r, taken, finished, wait=0.02):
+            heard_at = time.monotonic()
+        stalled = time.monotonic() - heard_at > STALLED
         for child in list(alive):
             try:
                 if os.waitpid(children[child], os.WNOHANG)[0]:
                     alive.discard(child)
             except ChildProcessError:
                 alive.discard(child)
-        if not alive or quiet > STALLED:
+        if not alive or stalled:
             _read_reports(reports_r, taken, finished, wait=0)
             for job in order:
                 if job in taken and job not in finished and (
-                        quiet > STALLED or taken[job] not in alive):
+                        stalled or taken[job] not in alive):
                     jobs[job][0].compile(jobs[job][1])
                     finished.add(job)
         if all(job in finished for job in taken):
