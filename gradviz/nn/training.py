@@ -435,14 +435,12 @@ def _dtype(model) -> str:
 
 
 def _saved_threads(found) -> int | None:
-    """The thread count a checkpoint's compiled CPU step used (None: another device, a
-    checkpoint from before counts were recorded, or a count this machine's pool cannot hold)."""
-    if found is None:
-        return None
-    count = found.meta.get("threads")
+    """The thread count a checkpoint's compiled CPU step used (None: another device, or a
+    checkpoint from before counts were recorded)."""
+    count = None if found is None else found.meta.get("threads")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         return None
-    return count if count <= MOST_THREADS else None
+    return count
 
 
 # -- evaluation --------------------------------------------------------------------------------
@@ -510,7 +508,10 @@ class Trainer:
         # checkpoint's count unless told otherwise: the count fixes how sums are cut into
         # chunks, so the same count computes the same bits as the uninterrupted run
         self._saved_threads = _saved_threads(self._found)
-        self.threads = threads if threads is not None else self._saved_threads
+        if threads is None and self._saved_threads is not None and \
+                self._saved_threads <= MOST_THREADS:   # (more than this machine's pool holds)
+            threads = self._saved_threads
+        self.threads = threads
         self.dataset = dataset if dataset is not None else load_data(config)
         self.model = model if model is not None else build_model(config, self.dataset)
         check_model_size(self.model, config.model)
@@ -592,6 +593,10 @@ class Trainer:
                        macs_per_sample=forward_macs(self.model, self.dataset.input_shape),
                        cached=cached, processes=self.threads or default_threads())
 
+    def _cpu_threads(self) -> int | None:
+        """The thread count of the compiled CPU step (None on another device)."""
+        return (self.threads or default_threads()) if self.device == "cpu" else None
+
     def warm_up(self) -> dict:
         """Build and compile (or load) the training step on the device, training nothing: what
         `gradviz compile --model M --data D` runs so that a later `train` starts at once.
@@ -624,7 +629,7 @@ class Trainer:
         ds = self.dataset
         return {
             "epoch": epoch, "config": self.config.to_dict(), "device": self.device,
-            "threads": (self.threads or default_threads()) if self.device == "cpu" else None,
+            "threads": self._cpu_threads(),
             "optimizer": self.optimizer.config(),
             "rng": rng.bit_generator.state, "history": [dataclasses.asdict(r) for r in history],
             "normalizer": ds.normalizer.to_dict(), "model_spec": self.model_spec,
@@ -703,7 +708,7 @@ class Trainer:
         if self.resume:
             params, state, rng, records, first_epoch = self._restore(params, state)
             history = History.of(records)
-            threads = (self.threads or default_threads()) if self.device == "cpu" else None
+            threads = self._cpu_threads()
             if self._saved_threads and threads and threads != self._saved_threads:
                 self._note(f"note: the checkpoint was trained with {self._saved_threads} "
                            f"thread(s), this run uses {threads}: sums are cut into other "

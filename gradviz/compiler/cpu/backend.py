@@ -19,7 +19,6 @@ the module is the serial one.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import statistics
 import time
