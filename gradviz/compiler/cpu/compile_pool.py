@@ -181,6 +181,10 @@ def _child(me, jobs, queue_r, queue_w, reports_r, reports_w) -> None:
             signal.signal(signal.SIGTERM, _stopped)
         except ValueError:
             pass
+        # Nothing a child would print is wanted, and the parent's stderr may have been locked
+        # by another of its threads (a progress line) at the fork: fresh streams to nowhere
+        warnings.simplefilter("ignore")
+        sys.stdout = sys.stderr = open(os.devnull, "w")
         while True:
             job = _next_job(queue_r)
             if job is None:
