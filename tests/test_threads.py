@@ -296,3 +296,30 @@ def test_more_threads_than_the_pool_can_hold_is_one_clear_error():
     x = gv.var("x", (4, 3))
     with pytest.raises(GradvizError, match=f"threads must be at most {MOST_THREADS}"):
         gv.compile([gv.sum(gv.tanh(x))], threads=MOST_THREADS + 1)
+
+
+def test_a_job_whose_caller_never_waited_still_runs():
+    """A worker takes the GIL once the caller waits without it (workers.py); a caller stopped
+    between posting a job and waiting (Ctrl-C) must not leave the worker spinning for ever."""
+    import time
+
+    from gradviz.compiler.cpu.workers import Workers
+
+    pool = Workers()
+    pool.warm(2)
+    ran = []
+
+    def block(me, workers, started, tag):
+        started[me] = 1
+        ran.append((me, tag))
+
+    job = int(pool._go[0]) + 1          # what `each` does, up to the wait
+    pool._go[0] = job
+    pool._jobs[1] = (block, 2, ("posted",))
+    pool._go[1] = job
+    deadline = time.monotonic() + 30
+    while (1, "posted") not in ran and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (1, "posted") in ran
+    pool.each(2, block, "next")         # and the pool goes on
+    assert (0, "next") in ran and (1, "next") in ran

@@ -79,12 +79,13 @@ def _until_called(go, at, seen, waiting, spins):
     """Whether, within `spins` polls (no GIL held), go[at] moves past `seen` and the caller
     that moved it is waiting without the GIL (waiting[0] has reached go[at]): a worker that
     took the GIL while the caller still held it would sleep until the OS woke it (tens of
-    microseconds); this way it finds the GIL free."""
+    microseconds); this way it finds the GIL free. After `spins` polls a moved counter is
+    enough."""
     for _ in range(spins):
         job = _watch(go, at)
         if job != seen and _watch(waiting, 0) >= job:
             return True
-    return False
+    return _watch(go, at) != seen   # (a job whose caller never waited: Ctrl-C in between)
 
 
 @njit(nogil=True, cache=True)
