@@ -22,8 +22,12 @@ which the caller releases. Measured per kernel inside a step on the development 
 us with threads sleeping on a queue between kernels, 30-40 us with watching workers; a worker
 that took the GIL as soon as it saw its counter move often found the caller still holding it
 and slept until the OS woke it: waiting for `waiting` made LeNet-5's two-thread step 1.09x
-faster at batch 64 (1.01x at 256, MLP batch 1024 1.02-1.04x; A/B in fresh processes). Only
-loops of 2^18 elements or more are split (backend.PARALLEL_MIN).
+faster at batch 64 (1.01x at 256, MLP batch 1024 1.02-1.04x; A/B in fresh processes). The same
+at the end: a worker's block returns (and takes the GIL back) only once the caller, back from
+its own block, waits without the GIL (`_after_block`, the last statement of every parallel
+kernel the backend writes); 1.02-1.05x at LeNet-5 batch 64, 1.01x at 256 and at MLP batch
+1024, within the noise of those runs. Only loops of 2^18 elements or more are split
+(backend.PARALLEL_MIN).
 """
 from __future__ import annotations
 
@@ -89,17 +93,31 @@ def _until_called(go, at, seen, waiting, spins):
 
 
 @njit(nogil=True, cache=True)
-def _until_all(cells, count, value, spins):
-    """Whether cells[1:count] all equal `value` within `spins` polls (no GIL held)."""
+def _until_all(done, started, count, value, spins):
+    """Whether done[1:count] all equal `value` within `spins` polls (no GIL held). First says,
+    in started[0] = 3, that the caller now waits without the GIL (`_after_block`)."""
+    _publish(started, 0, 3)
     for _ in range(spins):
         ready = True
         for at in range(1, count):
-            if _watch(cells, at) != value:
+            if _watch(done, at) != value:
                 ready = False
                 break
         if ready:
             return True
     return False
+
+
+@njit(nogil=True, cache=True)
+def _after_block(started, me):
+    """The last statement of a parallel kernel: a worker's block (me > 0) returns only once the
+    caller waits without the GIL for the blocks to end (started[0] == 3, from `_until_all`), so
+    that taking the GIL back here does not collide with the caller taking it back after its own
+    block (the loser would sleep until the OS woke it)."""
+    if me > 0:
+        for _ in range(SPINS):
+            if _watch(started, 0) == 3:
+                return
 
 
 @njit(nogil=True, cache=True)
@@ -214,7 +232,7 @@ class Workers:
             # notebook that interrupts a step and runs the next would race with it).
             while True:
                 try:
-                    while not _until_all(self._done, workers, job, SPINS):
+                    while not _until_all(self._done, self._started, workers, job, SPINS):
                         self._check_alive(workers)
                     break
                 except KeyboardInterrupt as exc:
