@@ -127,7 +127,8 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
         split = GEMM_SPLIT_MIN if parallel_min is None else \
             max(1, GEMM_SPLIT_MIN * parallel_min // PARALLEL_MIN)
         lines.insert(1, f"GEMM_SPLIT_MIN = {split}\n")
-        lines.insert(1, "from gradviz.compiler.cpu.workers import _after_block\n")
+        lines.insert(1, "from gradviz.compiler.cpu.workers import _after_block  "
+                        f"# (workers.py {workers.SOURCE_HASH})\n")
     for j, group in enumerate(_groups(_units(sched, names, parallel, points), chunk or CHUNK)):
         params = list(dict.fromkeys([*dims, *(p for unit in group for p in unit[0])]))
         if group[0][2]:

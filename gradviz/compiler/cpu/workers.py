@@ -31,9 +31,11 @@ kernel the backend writes); 1.02-1.05x at LeNet-5 batch 64, 1.01x at 256 and at 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import threading
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -44,6 +46,10 @@ from llvmlite import ir
 from gradviz.compiler import MOST_THREADS   # (the pool's counters are arrays of this size)
 
 SPINS = 100_000   # polls of a counter before a worker sleeps (~1 ms)
+# Generated parallel kernels call `_after_block` (and through it `_watch`), compiled into them;
+# Numba's cache of a generated module does not notice when these change, so the module's text
+# names this file's hash and a changed file makes new modules (backend.py)
+SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
