@@ -317,6 +317,8 @@ def test_a_job_whose_caller_never_waited_still_runs():
     pool._go[0] = job
     pool._jobs[1] = (block, 2, ("posted",))
     pool._go[1] = job
+    if pool._asleep[1]:
+        pool._bell[1].release()
     deadline = time.monotonic() + 30
     while (1, "posted") not in ran and time.monotonic() < deadline:
         time.sleep(0.01)
