@@ -175,12 +175,10 @@ def _child(me, jobs, queue_r, queue_w, reports_r, reports_w) -> None:
         os.close(reports_r)
         # Ctrl-C, or this process's stop, raises inside the compile: Numba then removes the
         # file it was writing (it writes a temporary file and renames it), and `os._exit`
-        # below ends the child without a traceback
-        try:
-            signal.signal(signal.SIGINT, _stopped)
-            signal.signal(signal.SIGTERM, _stopped)
-        except ValueError:
-            pass
+        # below ends the child without a traceback. (A forked child's one thread is its main
+        # thread, so it may set signal handlers even when a notebook's thread forked it.)
+        signal.signal(signal.SIGINT, _stopped)
+        signal.signal(signal.SIGTERM, _stopped)
         # Nothing a child would print is wanted, and the parent's stderr may have been locked
         # by another of its threads (a progress line) at the fork: fresh streams to nowhere
         warnings.simplefilter("ignore")

@@ -261,14 +261,18 @@ def _per_chunk(op: str, d: dict):
     return d["K"] * d["P"] + d["O"] * d["K"] + extra
 
 
-# im2col of sample `s` of x into `cols` (K rows, P columns); taps outside the image read 0.
-# (Hoisting the bounds test out of the j loop, with computed [jlo, jhi) ranges, measured 3x
-# slower: with constant trip counts LLVM unswitches and vectorizes this form itself.)
-_IM2COL = """for c in range({C}):
+# The loops over a window's taps (c, a, b) and the row of `cols` each fills (P long) begin every
+# im2col and col2im form below.
+_TAPS = """for c in range({C}):
     for a in range({KH}):
         for b in range({KW}):
             row = ((c * {KH} + a) * {KW} + b) * {P}
-            for i in range({OH}):
+"""
+
+# im2col of sample `s` of x into `cols` (K rows, P columns); taps outside the image read 0.
+# (Hoisting the bounds test out of the j loop, with computed [jlo, jhi) ranges, measured 3x
+# slower: with constant trip counts LLVM unswitches and vectorizes this form itself.)
+_IM2COL = _TAPS + """            for i in range({OH}):
                 y = i * {SH} - {PH} + a
                 for j in range({OW}):
                     xx = j * {SW} - {PW} + b
@@ -282,12 +286,8 @@ _IM2COL = """for c in range({C}):
 # sign LLVM cannot tell, so Numba's wraparound of negative indices stays in every access. The
 # runtime form computes each row's range of in-image taps [jlo, jhi) once and indexes with
 # unsigned integers (no wraparound; every index is >= 0 by construction): 0.35 ms.
-# `_TAPS_RUNTIME`, the loops over window taps (c, a, b) with that range, begins both forms.
-_TAPS_RUNTIME = """for c in range({C}):
-    for a in range({KH}):
-        for b in range({KW}):
-            row = ((c * {KH} + a) * {KW} + b) * {P}
-            jlo = min(max(0, -((b - {PW}) // {SW})), {OW})
+# `_TAPS_RUNTIME`, `_TAPS` with that range, begins both runtime forms.
+_TAPS_RUNTIME = _TAPS + """            jlo = min(max(0, -((b - {PW}) // {SW})), {OW})
             jhi = max(jlo, min({OW}, ({W} - 1 + {PW} - b) // {SW} + 1))
 """
 _IM2COL_RUNTIME = _TAPS_RUNTIME + """            for i in range({OH}):
@@ -307,22 +307,14 @@ _IM2COL_RUNTIME = _TAPS_RUNTIME + """            for i in range({OH}):
 
 # Without padding every tap of a window lies in the image (OH = (H - KH) // SH + 1), so the
 # runtime forms need no ranges and no tests: plain copies (additions) of rows.
-_IM2COL_VALID = """for c in range({C}):
-    for a in range({KH}):
-        for b in range({KW}):
-            row = ((c * {KH} + a) * {KW} + b) * {P}
-            for i in range({OH}):
+_IM2COL_VALID = _TAPS + """            for i in range({OH}):
                 dst = row + i * {OW}
                 src = ((s * {C} + c) * {H} + i * {SH} + a) * {W} + b
                 for j in range({OW}):
                     cols[np.uint64(dst + j)] = x[np.uint64(src + j * {SW})]"""
 
 # col2im: add the columns of sample `s` back onto the image they were read from.
-_COL2IM = """for c in range({C}):
-    for a in range({KH}):
-        for b in range({KW}):
-            row = ((c * {KH} + a) * {KW} + b) * {P}
-            for i in range({OH}):
+_COL2IM = _TAPS + """            for i in range({OH}):
                 y = i * {SH} - {PH} + a
                 if 0 <= y < {H}:
                     for j in range({OW}):
@@ -339,19 +331,15 @@ _COL2IM_RUNTIME = _TAPS_RUNTIME + """            for i in range({OH}):
                     for j in range(jlo, jhi):
                         dx[np.uint64(dst + j * {SW})] += cols[np.uint64(src + j)]"""
 
-
-_COL2IM_VALID = """for c in range({C}):
-    for a in range({KH}):
-        for b in range({KW}):
-            row = ((c * {KH} + a) * {KW} + b) * {P}
-            for i in range({OH}):
+# the form without padding (see `_IM2COL_VALID`)
+_COL2IM_VALID = _TAPS + """            for i in range({OH}):
                 dst = ((s * {C} + c) * {H} + i * {SH} + a) * {W} + b
                 src = row + i * {OW}
                 for j in range({OW}):
                     dx[np.uint64(dst + j * {SW})] += cols[np.uint64(src + j)]"""
 
 
-# The weight gradient's columns: one row of K taps per output position, (P, K), so the innermost
+# The weight gradient's rows: one row of K taps per output position, (P, K), so the innermost
 # loops run over the kernel window (constant trip counts even where image sizes are runtime
 # values) and the GEMM takes both operands as stored, dY (O, P) @ rows (P, K). LeNet-5 batch 64,
 # constant image sizes: C3's weight gradient 0.78 -> 0.47 ms a step against the (K, P) columns of
@@ -382,7 +370,7 @@ _IM2ROW = """for i in range({OH}):
                             cols[np.uint64(k)] = 0"""
 
 
-def _weight_grad_columns(d: dict, g: str) -> tuple[str, str]:
+def _weight_grad_rows(d: dict, g: str) -> tuple[str, str]:
     """The weight gradient's rows (`_IM2ROW`) of sample `s` and its GEMM into `part`."""
     return (_IM2ROW.format(**d),
             "np.dot({g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
@@ -438,7 +426,7 @@ def _conv2d_transpose(node: Node, args, out: str) -> list[str]:
 def _conv2d_weight_grad(node: Node, args, out: str) -> list[str]:
     (nx, x), (ng, g) = args
     geometry, d = _conv_geometry(_conv_dims(x.shape, node.shape, node.attrs, g.shape[2:]))
-    columns, product = _weight_grad_columns(d, ng)
+    columns, product = _weight_grad_rows(d, ng)
     return [f"x = {nx}", *geometry, "cols = scratch[:{K} * {P}]".format(**d),
             "part = scratch[{K} * {P}:{K} * {P} + {O} * {K}]".format(**d),
             f"{out}[:] = 0",
@@ -485,7 +473,7 @@ def _conv2d_weight_grad_parallel(node: Node, args, out: str) -> list[str]:
     geometry, d = _conv_geometry(_conv_dims(x.shape, node.shape, node.attrs, g.shape[2:]))
     per = _per_chunk(node.op, d)
     kp, ok = d["K"] * d["P"], d["O"] * d["K"]
-    columns, product = _weight_grad_columns(d, ng)
+    columns, product = _weight_grad_rows(d, ng)
     return [f"x = {nx}", *geometry,
             "for t in prange(nt):",
             f"    cols = scratch[t * {per}:t * {per} + {kp}]",
