@@ -272,14 +272,20 @@ _TAPS = """for c in range({C}):
 # im2col of sample `s` of x into `cols` (K rows, P columns); taps outside the image read 0.
 # (Hoisting the bounds test out of the j loop, with computed [jlo, jhi) ranges, measured 3x
 # slower: with constant trip counts LLVM unswitches and vectorizes this form itself.)
+# Trap: every index is unsigned (np.uint64; each is >= 0 by construction). In a parallel
+# kernel the sample is `lo_s + r_s`, whose sign LLVM cannot tell, so Numba's wraparound of
+# negative indices stayed in every access: LeNet-5's C3 input gradient (col2im) took 14% longer
+# in the parallel form than in the serial one, its pools up to 15%; unsigned, neither is slower
+# (and the serial forms are no slower either).
 _IM2COL = _TAPS + """            for i in range({OH}):
                 y = i * {SH} - {PH} + a
                 for j in range({OW}):
                     xx = j * {SW} - {PW} + b
                     if 0 <= y < {H} and 0 <= xx < {W}:
-                        cols[row + i * {OW} + j] = x[((s * {C} + c) * {H} + y) * {W} + xx]
+                        cols[np.uint64(row + i * {OW} + j)] = \
+                            x[np.uint64(((s * {C} + c) * {H} + y) * {W} + xx)]
                     else:
-                        cols[row + i * {OW} + j] = 0"""
+                        cols[np.uint64(row + i * {OW} + j)] = 0"""
 
 # With image sizes that are runtime values (named sizes, see `_bound`) the form above ran 10x
 # slower (LeNet-5's C3 columns: 1.7 ms against 0.17 ms): trip counts unknown, and indices whose
@@ -320,7 +326,8 @@ _COL2IM = _TAPS + """            for i in range({OH}):
                     for j in range({OW}):
                         xx = j * {SW} - {PW} + b
                         if 0 <= xx < {W}:
-                            dx[((s * {C} + c) * {H} + y) * {W} + xx] += cols[row + i * {OW} + j]"""
+                            dx[np.uint64(((s * {C} + c) * {H} + y) * {W} + xx)] += \
+                                cols[np.uint64(row + i * {OW} + j)]"""
 
 # the runtime form (see `_IM2COL_RUNTIME`): the same additions, in the same order
 _COL2IM_RUNTIME = _TAPS_RUNTIME + """            for i in range({OH}):
@@ -533,24 +540,23 @@ _IMAGE = ("H", "W", "OH", "OW")   # a pool's sizes that may be formulas (see `_b
 
 
 def _pool_dims(x_shape, pooled_shape, attrs):
-    """A pool's sizes; `U` wraps its array indices: `np.uint64` when the image sizes are
-    runtime values (no wraparound of negative indices, see `_IM2COL_RUNTIME`), else nothing."""
+    """A pool's sizes. (The pools index with unsigned integers, as the convolutions do: see
+    `_IM2COL`.)"""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw) = attrs["kernel"], attrs["stride"]
     d = dict(NC=n * c, H=h, W=w, KH=kh, KW=kw, SH=sh, SW=sw, OH=pooled_shape[2],
              OW=pooled_shape[3])
-    d["U"] = "np.uint64" if _runtime(d) else ""
     return d
 
 
 # the first maximum of window (i, j) of plane p, in row-major order (as NumPy's argmax)
-_ARGMAX = """best = x[{U}(base + (i * {SH}) * {W} + j * {SW})]
+_ARGMAX = """best = x[np.uint64(base + (i * {SH}) * {W} + j * {SW})]
 at = base + (i * {SH}) * {W} + j * {SW}
 for a in range({KH}):
     for b in range({KW}):
         k = base + (i * {SH} + a) * {W} + j * {SW} + b
-        if x[{U}(k)] > best:
-            best = x[{U}(k)]
+        if x[np.uint64(k)] > best:
+            best = x[np.uint64(k)]
             at = k"""
 
 
@@ -561,7 +567,7 @@ def _pool_loops(d, body: str, rng: str = "range", zero: str | None = None) -> li
     return [f"for p in {rng}({{NC}}):".format(**d), "    base = p * {H} * {W}".format(**d),
             *clear,
             "    for i in range({OH}):".format(**d), "        for j in range({OW}):".format(**d),
-            "            o = {U}((p * {OH} + i) * {OW} + j)".format(**d),
+            "            o = np.uint64((p * {OH} + i) * {OW} + j)".format(**d),
             *_indent(body.format(**d), "            ")]
 
 
@@ -577,21 +583,21 @@ def _max_pool2d_grad(node: Node, args, out: str, rng: str = "range") -> list[str
     (nx, x), (ng, g) = args
     geometry, d = _bound(_pool_dims(x.shape, g.shape, node.attrs), _IMAGE)
     return [f"x = {nx}", *geometry,
-            *_pool_loops(d, _ARGMAX + f"\n{out}[{{U}}(at)] += {ng}[o]", rng, zero=out)]
+            *_pool_loops(d, _ARGMAX + f"\n{out}[np.uint64(at)] += {ng}[o]", rng, zero=out)]
 
 
 def _max_pool2d_gather(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), (nh, h) = args
     geometry, d = _bound(_pool_dims(x.shape, node.shape, node.attrs), _IMAGE)
     return [f"x = {nx}", *geometry,
-            *_pool_loops(d, _ARGMAX + f"\n{out}[o] = {nh}[{{U}}(at)]", rng)]
+            *_pool_loops(d, _ARGMAX + f"\n{out}[o] = {nh}[np.uint64(at)]", rng)]
 
 
 def _avg_pool2d(node: Node, args, out: str, rng: str = "range") -> list[str]:
     (nx, x), = args
     geometry, d = _bound(_pool_dims(x.shape, node.shape, node.attrs), _IMAGE)
     body = ("acc = 0.0\nfor a in range({KH}):\n    for b in range({KW}):\n"
-            "        acc += x[{U}(base + (i * {SH} + a) * {W} + j * {SW} + b)]\n"
+            "        acc += x[np.uint64(base + (i * {SH} + a) * {W} + j * {SW} + b)]\n"
             f"{out}[o] = acc / {d['KH'] * d['KW']}")
     return [f"x = {nx}", *geometry, *_pool_loops(d, body, rng)]
 
@@ -601,7 +607,7 @@ def _avg_pool2d_transpose(node: Node, args, out: str, rng: str = "range") -> lis
     geometry, d = _bound(_pool_dims(node.shape, g.shape, node.attrs), _IMAGE)
     body = (f"share = {ng}[o] / F({d['KH'] * d['KW']})\n"
             "for a in range({KH}):\n    for b in range({KW}):\n"
-            f"        {out}[{{U}}(base + (i * {{SH}} + a) * {{W}} + j * {{SW}} + b)] += share")
+            f"        {out}[np.uint64(base + (i * {{SH}} + a) * {{W}} + j * {{SW}} + b)] += share")
     return [*geometry, *_pool_loops(d, body, rng, zero=out)]
 
 
