@@ -325,3 +325,70 @@ def test_a_job_whose_caller_never_waited_still_runs():
     assert (1, "posted") in ran
     pool.each(2, block, "next")         # and the pool goes on
     assert (0, "next") in ran and (1, "next") in ran
+
+
+def test_the_kernels_of_a_part_meet_at_barriers():
+    """A part of several kernels runs on every block; between two kernels each block waits for
+    all (`_barrier`), so a kernel reads what another block wrote in the one before."""
+    from numba import njit
+
+    from gradviz.compiler.cpu.workers import Workers, _barrier
+
+    @njit(nogil=True)
+    def part(me, workers, started, out, seen):
+        started[me] = 1
+        for step in range(1, 200):
+            out[me] = step
+            _barrier(started, me, workers, 2 * step - 1)
+            seen[me] += out[(me + 1) % workers] == step   # the other block's write of this step
+            _barrier(started, me, workers, 2 * step)
+
+    pool = Workers()
+    out, seen = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    pool.each(3, part, out, seen)
+    assert list(seen) == [199, 199, 199]
+    # and a module's parallel parts hold several kernels each, with barriers between them
+    f = compile_cpu(_graph()[0], threads=2, parallel_min=SMALL, guard=False)
+    assert "_barrier(started, me, workers, 1)" in f.source
+    assert f.source.count("each(part") < f.source.count("# kernel")
+
+
+def test_a_failed_block_does_not_leave_the_others_at_a_barrier():
+    import threading
+
+    from numba import njit
+
+    from gradviz.compiler.cpu.workers import Workers, _barrier
+
+    @njit(nogil=True)
+    def part(me, workers, started, out):
+        started[me] = 1
+        if me == 1:
+            raise ValueError("block 1 failed")
+        _barrier(started, me, workers, 1)
+        out[me] = 1.0
+
+    pool = Workers()
+    raised = []
+
+    def call():
+        try:
+            pool.each(2, part, np.zeros(2))
+        except ValueError as exc:
+            raised.append(str(exc))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(60)
+    assert not caller.is_alive(), "block 0 waited for ever for the block that failed"
+    assert raised == ["block 1 failed"]
+
+    @njit(nogil=True)
+    def fine(me, workers, started, out):
+        started[me] = 1
+        _barrier(started, me, workers, 1)
+        out[me] = 1.0
+
+    out = np.zeros(2)
+    pool.each(2, fine, out)   # the pool goes on: each call starts its barriers afresh
+    assert list(out) == [1.0, 1.0]

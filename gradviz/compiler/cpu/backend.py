@@ -7,11 +7,12 @@ structure, whatever its sizes, and Numba's on-disk cache applies. Buffers are al
 compiled, and reused by every call.
 
 Threads: one owner of the cores, the worker pool (workers.py). With `threads=n > 1` the module is
-the parallel one: large elementwise kernels, matrix products, convolutions and pools are
-functions `part(me, workers, ...)` that do block `me` of `workers` of their outer loop over `nt`
-fixed chunks (kernels.py), each chunk calling BLAS with one thread, so that BLAS's own threads
-never compete with the pool (two pools on two cores made an MLP step 3.5x slower); `run` hands
-them to the pool. `nt` = n is an argument of the generated code; how many threads run the
+the parallel one: large elementwise kernels, matrix products, convolutions and pools do block
+`me` of `workers` of their outer loop over `nt` fixed chunks (kernels.py), each chunk calling
+BLAS with one thread, so that BLAS's own threads never compete with the pool (two pools on two
+cores made an MLP step 3.5x slower). A part that holds such a kernel is a function
+`part(me, workers, started, ...)` that every block runs, its kernels separated by barriers
+(`_parallel_part`); `run` hands it to the pool. `nt` = n is an argument of the generated code; how many threads run the
 blocks is chosen per call by `ThreadGuard` (the faster of n and 1, measured, so a busy machine
 does not make the step slower than one thread), and never changes the result. With `threads=1`
 the module is the serial one.
@@ -127,22 +128,21 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
         split = GEMM_SPLIT_MIN if parallel_min is None else \
             max(1, GEMM_SPLIT_MIN * parallel_min // PARALLEL_MIN)
         lines.insert(1, f"GEMM_SPLIT_MIN = {split}\n")
-        lines.insert(1, "from gradviz.compiler.cpu.workers import _after_block  "
+        lines.insert(1, "from gradviz.compiler.cpu.workers import _after_block, _barrier  "
                         f"# (workers.py {workers.SOURCE_HASH})\n")
     for j, group in enumerate(_groups(_units(sched, names, parallel, points), chunk or CHUNK)):
         params = list(dict.fromkeys([*dims, *(p for unit in group for p in unit[0])]))
-        if group[0][2]:
+        if any(unit[2] for unit in group):
             lines.append(f"\n@{PARALLEL_JIT}\n"
                          f"def part{j}(me, workers, started, {', '.join(params)}):")
             lines.append("    started[me] = 1   # (the caller waits for this: workers.py)")
             calls.append(f"each(part{j}, {', '.join(params)})")
+            lines.extend(_parallel_part(group))
         else:
             lines.append(f"\n@{jit}\ndef part{j}({', '.join(params)}):")
             calls.append(f"part{j}({', '.join(params)})")
-        for unit in group:
-            lines.extend("    " + line for line in unit[1])
-        if group[0][2]:
-            lines.append("    _after_block(started, me)")
+            for unit in group:
+                lines.extend("    " + line for line in unit[1])
         lines.append("")
     for leaf, node in sched.late_updates:
         calls.append(f"{names[leaf]}[:] = {_value_name(sched, names, node)}")
@@ -228,14 +228,26 @@ def _blocks(lines: list[str]) -> list[str]:
 
 
 def _groups(units: list[tuple], chunk: int) -> list[list[tuple]]:
-    """Consecutive units, at most `chunk` to a group; a parallel unit is a group of its own."""
-    groups: list[list] = []
-    for unit in units:
-        if unit[2] or not groups or groups[-1][0][2] or len(groups[-1]) >= chunk:
-            groups.append([unit])
+    """Consecutive units, at most `chunk` to a group (one compiled function)."""
+    return [units[i:i + chunk] for i in range(0, len(units), chunk)]
+
+
+def _parallel_part(group: list[tuple]) -> list[str]:
+    """The body of a part that has a parallel unit: every block runs the part; a parallel unit
+    does its block's share, a serial one runs on block 0 only, and between two units every
+    block waits for all (`_barrier`: a unit may read what any block of the one before wrote).
+    A barrier costs a few microseconds where handing a part to the threads (`each`) cost tens."""
+    lines = []
+    for step, unit in enumerate(group):
+        if step:
+            lines.append(f"    _barrier(started, me, workers, {step})")
+        if unit[2]:
+            lines.extend("    " + line for line in unit[1])
         else:
-            groups[-1].append(unit)
-    return groups
+            lines.append("    if me == 0:")
+            lines.extend("        " + line for line in unit[1])
+    lines.append("    _after_block(started, me)")
+    return lines
 
 
 def _value_name(sched: Schedule, names, node: Node) -> str:

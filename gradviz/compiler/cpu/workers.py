@@ -1,7 +1,9 @@
 """The threads that run the chunks of the parallel module's kernels.
 
 A parallel kernel is a compiled function `kernel(me, workers, started, ...)` that does block
-`me` of `workers` of its loop (kernels.py, backend.py) and, first of all, sets `started[me] = 1`;
+`me` of `workers` of its loop (kernels.py, backend.py) and, first of all, sets `started[me] = 1`
+(the backend's parts run several kernels this way, the blocks meeting at a `_barrier` between
+two);
 `each(workers, kernel, ...)` calls it once per block, block 0 on the calling thread and the
 others on persistent worker threads, and returns when all are done. The kernels are compiled with
 `nogil=True`, so the blocks run at the same time. This pool is the one owner of the cores: the
@@ -46,6 +48,7 @@ from llvmlite import ir
 from gradviz.compiler import MOST_THREADS   # (the pool's counters are arrays of this size)
 
 SPINS = 100_000   # polls of a counter before a worker sleeps (~1 ms)
+PASSED = 1 << 62  # a failed block's progress: past every `_barrier`
 # Generated parallel kernels call `_after_block` (and through it `_watch`), compiled into them;
 # Numba's cache of a generated module does not notice when these change, so the module's text
 # names this file's hash and a changed file makes new modules (backend.py)
@@ -127,6 +130,23 @@ def _after_block(started, me):
 
 
 @njit(nogil=True, cache=True)
+def _barrier(started, me, workers, step):
+    """Block `me` has done step `step - 1` of a part of several kernels; returns once every
+    block of this call has (started[half + k] >= step for k < workers, where half is the
+    second half of `started`: each block's progress; `each` resets it). A part's later kernel
+    may read what any block of an earlier one wrote: the release store and the acquire loads
+    make those writes visible. A block that failed is marked done with every step (`each`), so
+    nobody waits for it forever."""
+    if workers <= 1:
+        return
+    half = started.shape[0] // 2
+    _publish(started, half + me, step)
+    for k in range(workers):
+        while _watch(started, half + k) < step:
+            pass
+
+
+@njit(nogil=True, cache=True)
 def _until_started(started, done, count, job, spins, waiting):
     """Whether every worker 1..count-1 has started its block (or already finished it, as one
     that failed before its kernel ran) within `spins` polls (no GIL held). First says, in
@@ -163,7 +183,9 @@ class Workers:
         self._lock = threading.Lock()
         self._go = np.zeros(most, np.int64)       # job counter per worker (slot 0: the caller)
         self._done = np.zeros(most, np.int64)     # the last job each worker finished
-        self._started = np.zeros(most, np.int64)  # set by a kernel when its block begins
+        # set by a kernel when its block begins; the second half: each block's progress through
+        # the kernels of a part (`_barrier`)
+        self._started = np.zeros(2 * most, np.int64)
         self._waiting = np.zeros(1, np.int64)     # the job whose caller waits without the GIL
         self._jobs: list = [None] * most
         self._errors: list = [None] * most
@@ -198,7 +220,12 @@ class Workers:
                 kernel(me, workers, self._started, *args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller of `each`
                 self._errors[me] = exc
+                self._passed(me)
             changed = _finish_and_watch(self._done, me, seen, self._go, self._waiting, SPINS)
+
+    def _passed(self, me: int) -> None:
+        """Block `me` failed: the others must not wait for it at a `_barrier`."""
+        self._started[len(self._started) // 2 + me] = PASSED
 
     def warm(self, workers: int) -> None:
         """Start the threads `workers` blocks need and load the compiled waiting code."""
@@ -220,6 +247,8 @@ class Workers:
             job = int(self._go[0]) + 1
             self._go[0] = job
             self._started[:workers] = 0
+            half = len(self._started) // 2
+            self._started[half:half + workers] = 0
             for me in range(1, workers):
                 self._jobs[me] = (kernel, workers, args)
                 self._go[me] = job
@@ -233,6 +262,7 @@ class Workers:
                 kernel(0, workers, self._started, *args)
             except BaseException as exc:  # noqa: BLE001 - after the other blocks are done
                 error = exc
+                self._passed(0)
             self._done[0] = job
             # No block may still be writing when `each` returns, not even after Ctrl-C (a
             # notebook that interrupts a step and runs the next would race with it).
