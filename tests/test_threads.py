@@ -102,6 +102,28 @@ def test_large_gemm_split_keeps_the_bits_of_its_rows(monkeypatch):
     assert "its chunks summed" in f.source      # the join of the batch-split product
 
 
+def test_a_short_batch_splits_a_weight_gradient_by_rows(monkeypatch):
+    """With a batch short against the product's columns, x^T @ dy is split by its rows (a
+    strided block of x copied per chunk) instead of along the batch: the serial bits, and on
+    one thread the serial call itself (kernels.splits_shared_axis)."""
+    monkeypatch.setattr(backend, "GEMM_PARALLEL_WORK", 1 << 21)
+    monkeypatch.setattr(backend, "GEMM_ROWS_PER_THREAD", 64)
+    x = gv.var("x", (128, 600), "float32")
+    w = gv.param("w", (600, 64), "float32")
+    loss = gv.sum(gv.tanh(x @ w))
+    outputs = [loss, *gv.grad(loss, [w])]
+    feeds = _feeds([x, w], 3)
+    serial = compile_cpu(outputs, threads=1)(feeds)
+    f = compile_cpu(outputs, threads=2, guard=False)
+    assert "its chunks summed" not in f.source
+    assert f.source.count("max(0, me * (nc) // workers)") == 2    # x @ w and x^T @ dy
+    two = f(feeds)
+    f.threads = 1
+    one = f(feeds)
+    for got in (two, one):
+        assert np.array_equal(serial[0], got[0]) and np.array_equal(serial[1], got[1])
+
+
 def test_default_threads_is_the_affinity_capped_by_numba(monkeypatch):
     import os
 

@@ -44,8 +44,13 @@ CHUNK = 16              # kernels per compiled function (see `generate`)
 PARALLEL_MIN = 1 << 18   # elements; smaller loops do not repay handing a block to a thread
 PARALLEL_WORK = 1 << 18  # one-op kernels: multiply-adds (GEMM, convolution) or window reads
 GEMM_SPLIT_MIN = 1 << 20  # multiply-adds per chunk of a split matrix product (kernels.py)
-GEMM_PARALLEL_WORK = 1 << 25   # multiply-adds of a matrix product worth splitting
-GEMM_ROWS_PER_THREAD = 256     # and rows of its product per thread
+GEMM_PARALLEL_WORK = 1 << 23   # multiply-adds of a matrix product worth splitting
+GEMM_ROWS_PER_THREAD = 64      # and rows of its product per thread
+# The thresholds above are for a kernel that must repay handing a part to the threads (`each`,
+# tens of microseconds). Once a module has such a kernel, kernels down to 1/IN_PART of them are
+# split too: in a part that is handed over anyway, one more split kernel costs a barrier (a few
+# microseconds).
+IN_PART = 8
 
 PRELUDE = '''"""gradviz generated kernels ({what}). Do not edit: the file name is its content's hash."""
 import numpy as np
@@ -90,9 +95,15 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
 def _parallel_units(sched: Schedule, threads: int, points: bool,
                     parallel_min: int | None = None) -> dict[int, bool]:
     """Kernel index -> written in parallel form (only in the parallel module, and only kernels
-    whose work repays waking the threads)."""
-    found = {}
+    whose work repays waking the threads: see `IN_PART`)."""
     scale = 1.0 if parallel_min is None else parallel_min / PARALLEL_MIN
+    found = _split(sched, threads, points, scale)
+    return _split(sched, threads, points, scale / IN_PART) if any(found.values()) else found
+
+
+def _split(sched: Schedule, threads: int, points: bool, scale: float) -> dict[int, bool]:
+    """`_parallel_units` at thresholds scaled by `scale`."""
+    found = {}
     for k in sched.kernels:
         if threads <= 1 or points:
             found[k.index] = False

@@ -28,8 +28,9 @@ faster at batch 64 (1.01x at 256, MLP batch 1024 1.02-1.04x; A/B in fresh proces
 at the end: a worker's block returns (and takes the GIL back) only once the caller, back from
 its own block, waits without the GIL (`_after_block`, the last statement of every parallel
 kernel the backend writes); 1.02-1.05x at LeNet-5 batch 64, 1.01x at 256 and at MLP batch
-1024, within the noise of those runs. Only loops of 2^18 elements or more are split
-(backend.PARALLEL_MIN).
+1024, within the noise of those runs. So a part is handed over only for kernels that repay it
+(backend.PARALLEL_MIN and the thresholds beside it); inside a part, smaller kernels are split too
+(backend.IN_PART), as the blocks then meet at a `_barrier`, which costs a few microseconds.
 """
 from __future__ import annotations
 
