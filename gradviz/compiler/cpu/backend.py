@@ -44,7 +44,7 @@ CHUNK = 16              # kernels per compiled function (see `generate`)
 PARALLEL_MIN = 1 << 18   # elements; smaller loops do not repay handing a block to a thread
 PARALLEL_WORK = 1 << 18  # one-op kernels: multiply-adds (GEMM, convolution) or window reads
 GEMM_SPLIT_MIN = 1 << 20  # multiply-adds per chunk of a split matrix product (kernels.py)
-GEMM_PARALLEL_WORK = 1 << 23   # multiply-adds of a matrix product worth splitting
+GEMM_PARALLEL_WORK = 1 << 24   # multiply-adds of a matrix product worth splitting
 GEMM_ROWS_PER_THREAD = 64      # and rows of its product per thread
 # The thresholds above are for a kernel that must repay handing a part to the threads (`each`,
 # tens of microseconds). Once a module has such a kernel, kernels down to 1/IN_PART of them are
