@@ -44,12 +44,15 @@ CHUNK = 16              # kernels per compiled function (see `generate`)
 PARALLEL_MIN = 1 << 18   # elements; smaller loops do not repay handing a block to a thread
 PARALLEL_WORK = 1 << 18  # one-op kernels: multiply-adds (GEMM, convolution) or window reads
 GEMM_SPLIT_MIN = 1 << 20  # multiply-adds per chunk of a split matrix product (kernels.py)
-GEMM_PARALLEL_WORK = 1 << 24   # multiply-adds of a matrix product worth splitting
-GEMM_ROWS_PER_THREAD = 64      # and rows of its product per thread
+GEMM_PARALLEL_WORK = 1 << 25   # multiply-adds of a matrix product worth splitting
+GEMM_ROWS_PER_THREAD = 256     # and rows of its product per thread
 # The thresholds above are for a kernel that must repay handing a part to the threads (`each`,
-# tens of microseconds). Once a module has such a kernel, kernels down to 1/IN_PART of them are
-# split too: in a part that is handed over anyway, one more split kernel costs a barrier (a few
-# microseconds).
+# tens of microseconds). Once a module has such a kernel, loops, convolutions and pools down to
+# 1/IN_PART of them are split too: in a part that is handed over anyway, one more split kernel
+# costs a barrier (a few microseconds). (Not products: their split form, a GEMM per chunk and
+# the unsplit call for one thread, doubled the compile of the parts that hold them, and
+# splitting the MLP's products at batch 128 took its cold compile from 1.9 s to 3.0 s for a
+# 1.15x faster step.)
 IN_PART = 8
 
 PRELUDE = '''"""gradviz generated kernels ({what}). Do not edit: the file name is its content's hash."""
@@ -97,12 +100,14 @@ def _parallel_units(sched: Schedule, threads: int, points: bool,
     """Kernel index -> written in parallel form (only in the parallel module, and only kernels
     whose work repays waking the threads: see `IN_PART`)."""
     scale = 1.0 if parallel_min is None else parallel_min / PARALLEL_MIN
-    found = _split(sched, threads, points, scale)
-    return _split(sched, threads, points, scale / IN_PART) if any(found.values()) else found
+    found = _split(sched, threads, points, scale, scale)
+    return _split(sched, threads, points, scale / IN_PART, scale) if any(found.values()) \
+        else found
 
 
-def _split(sched: Schedule, threads: int, points: bool, scale: float) -> dict[int, bool]:
-    """`_parallel_units` at thresholds scaled by `scale`."""
+def _split(sched: Schedule, threads: int, points: bool, scale: float,
+           gemm_scale: float) -> dict[int, bool]:
+    """`_parallel_units` at thresholds scaled by `scale` (matrix products: `gemm_scale`)."""
     found = {}
     for k in sched.kernels:
         if threads <= 1 or points:
@@ -118,8 +123,8 @@ def _split(sched: Schedule, threads: int, points: bool, scale: float) -> dict[in
                 a, b = sched.reads(node)
                 rows = (node.src[0].shape[1] if kernels.splits_shared_axis(node, a, b)
                         else node.shape[0])     # (of the axis split)
-                enough = (lowering.work(node) >= GEMM_PARALLEL_WORK * scale
-                          and rows >= GEMM_ROWS_PER_THREAD * threads * scale)
+                enough = (lowering.work(node) >= GEMM_PARALLEL_WORK * gemm_scale
+                          and rows >= GEMM_ROWS_PER_THREAD * threads * gemm_scale)
             else:
                 enough = lowering.work(node) >= PARALLEL_WORK * scale
             found[k.index] = lowering.parallel is not None and enough
