@@ -12,9 +12,10 @@ the parallel one: large elementwise kernels, matrix products, convolutions and p
 BLAS with one thread, so that BLAS's own threads never compete with the pool (two pools on two
 cores made an MLP step 3.5x slower). A part that holds such a kernel is a function
 `part(me, workers, started, ...)` that every block runs, its kernels separated by barriers
-(`_parallel_part`); `run` hands it to the pool. `nt` = n is an argument of the generated code; how many threads run the
-blocks is chosen per call by `ThreadGuard` (the faster of n and 1, measured, so a busy machine
-does not make the step slower than one thread), and never changes the result. With `threads=1`
+(`_parallel_part`); `run` hands it to the pool. `nt` = n is an argument of the generated code;
+how many threads run the blocks is chosen per call by `ThreadGuard` (the faster of n and 1,
+measured, so a busy machine does not make the step slower than one thread), and never changes
+the result. With `threads=1`
 the module is the serial one.
 """
 from __future__ import annotations

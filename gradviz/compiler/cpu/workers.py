@@ -50,9 +50,10 @@ from gradviz.compiler import MOST_THREADS   # (the pool's counters are arrays of
 
 SPINS = 100_000   # polls of a counter before a worker sleeps (~1 ms)
 PASSED = 1 << 62  # a failed block's progress: past every `_barrier`
-# Generated parallel kernels call `_after_block` (and through it `_watch`), compiled into them;
-# Numba's cache of a generated module does not notice when these change, so the module's text
-# names this file's hash and a changed file makes new modules (backend.py)
+# Generated parallel parts call `_after_block` and `_barrier` (and through them `_watch` and
+# `_publish`), compiled into them; Numba's cache of a generated module does not notice when these
+# change, so the module's text names this file's hash and a changed file makes new modules
+# (backend.py)
 SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
