@@ -266,3 +266,20 @@ def test_unpadded_convolutions_at_named_sizes_compute_what_the_interpreter_does(
         got = runner({k: np.array(v, copy=True) for k, v in feeds.items()})
         for node, value in zip(outputs, got):
             np.testing.assert_allclose(value, want[node], rtol=1e-10, atol=1e-12)
+
+
+def test_the_last_partial_batch_splits_what_the_full_batch_split(tmp_path, monkeypatch):
+    """Which kernels the parallel module splits depends on their sizes, so the last, smaller
+    batch of an epoch would be another module to compile (the digits CNN at batch 32 and 10);
+    the trainer compiles it `like` the full batch's step: the same text, one module."""
+    from gradviz.compiler import source
+    from gradviz.nn.training import TrainConfig, Trainer
+
+    monkeypatch.setenv("GRADVIZ_CACHE", str(tmp_path))
+    trainer = Trainer(TrainConfig(model="cnn", data="digits", epochs=1), device="cpu", threads=2)
+    full, last = trainer._step_graph(32), trainer._step_graph(len(trainer.dataset.X_train) % 32)
+    assert source(full, threads=2) != source(last, threads=2)   # their own choices differ
+    trainer.run()
+    (_, (_, big)), (_, (_, small)) = sorted(trainer._steps.items(), reverse=True)
+    assert small.plan == big.plan and small.source == big.source
+    assert len(list((tmp_path / "kernels").glob("*.py"))) == 1

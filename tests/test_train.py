@@ -245,8 +245,9 @@ def test_non_finite_loss_on_an_in_place_device_is_traced_from_the_values_before_
         monkeypatch):
     from gradviz.nn.step import TrainStep
 
-    monkeypatch.setattr("gradviz.nn.training.make_runner", lambda target, device: InPlaceRunner(
-        target) if isinstance(target, TrainStep) else NumpyRunner(target))
+    monkeypatch.setattr("gradviz.nn.training.make_runner",
+                        lambda target, device, like=None: InPlaceRunner(target)
+                        if isinstance(target, TrainStep) else NumpyRunner(target))
     ds = load_dataset("and", dtype=np.float64)
     config = _config(data="and", epochs=3, batch=4, optimizer="sgd")
     with pytest.raises(NonFiniteLoss, match=r"step 1; first non-finite value at %\d+ .*log\("):

@@ -142,9 +142,10 @@ def test_compile_notice_only_when_the_cache_says_a_compile_happens(monkeypatch, 
     from gradviz.nn.step import NumpyRunner
 
     monkeypatch.setattr("gradviz.nn.training.step_is_cached",
-                        lambda step, device, strict=False, threads=None: cached)
+                        lambda step, device, strict=False, threads=None, like=None: cached)
     monkeypatch.setattr("gradviz.nn.training.make_runner",
-                        lambda target, device: NumpyRunner(getattr(target, "graph", target)))
+                        lambda target, device, like=None:
+                        NumpyRunner(getattr(target, "graph", target)))
     notes = _Notes()
     trainer = Trainer(TrainConfig(model="perceptron", data="and", epochs=1), device="numpy",
                       reporter=notes)

@@ -37,7 +37,7 @@ def _outputs_and_updates(target, updates):
 
 def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *,  # noqa: A001
             updates: Mapping[Node, Node] | None = None, points: bool = False,
-            threads: int | None = None):
+            threads: int | None = None, like=None):
     """Compile a graph for `device` and return a callable: `f(feeds) -> [output values]`.
 
     `graph_or_outputs`: a node, a list of nodes, a `Graph`, or a `TrainStep` (whose parameters
@@ -51,7 +51,10 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
     calling BLAS with one thread: one owner of the cores (see docs/compiler.md). Each call then
     runs with the faster of `threads` and one thread, measured now and then, so a busy machine
     costs no more than one thread would; results depend on `threads` only. The BLAS the
-    compiled code calls (SciPy's) is set to one thread for the process.
+    compiled code calls (SciPy's) is set to one thread for the process. Which kernels are cut
+    depends on their sizes; `like` (a graph of the same structure compiled before at other
+    sizes, such as a training step's full batch for its last, smaller one) cuts the same ones,
+    so that the code is the same and Numba compiles nothing new.
     Raises GradvizError naming primitives with no lowering.
     """
     if device not in DEVICES:
@@ -67,7 +70,8 @@ def compile(graph_or_outputs, device: str = "cpu", dtype: str | None = None, *, 
 
     threads = default_threads() if threads is None else threads
     set_threads(threads)
-    return compile_cpu(outputs, updates, dtype=dtype, points=points, threads=threads)
+    return compile_cpu(outputs, updates, dtype=dtype, points=points, threads=threads,
+                       plan=getattr(like, "plan", None))
 
 
 # the most threads a step may use: twice the machine's CPUs, at least 64 (the worker pool's
@@ -105,14 +109,15 @@ def set_threads(threads: int) -> None:
 
 
 def source(graph_or_outputs, dtype: str | None = None, *, points: bool = False,
-           threads: int | None = None) -> str:
+           threads: int | None = None, like=None) -> str:
     """The Python source `compile` would generate for the CPU (nothing is compiled)."""
     from gradviz.compiler.cpu.backend import cpu_schedule, generate, pick_dtype
 
     outputs, updates = _outputs_and_updates(graph_or_outputs, None)
     sched = cpu_schedule(outputs, updates)
     threads = default_threads() if threads is None else threads
-    return generate(sched, pick_dtype(sched, dtype), threads, points=points)
+    return generate(sched, pick_dtype(sched, dtype), threads, points=points,
+                    plan=getattr(like, "plan", None))
 
 
 __all__ = ["DEVICES", "compile", "default_threads", "set_threads", "source"]

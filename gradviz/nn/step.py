@@ -315,12 +315,12 @@ def _seconds(value: float) -> str:
 
 
 def step_is_cached(step: "TrainStep", device: str, *, strict: bool = False,
-                   threads: int | None = None) -> bool | None:
+                   threads: int | None = None, like=None) -> bool | None:
     """Whether the compiled code of `step` for `device` is in the kernel cache already (the CPU
     backend's content-addressed modules); None when that cannot be told (CUDA, no compiler).
     `strict`: first check that the cache can be used at all (its one-line GradvizError then
-    comes before anything says "compiling"). `threads`: as for `make_runner` (the parallel
-    and the serial modules are different code)."""
+    comes before anything says "compiling"). `threads` and `like`: as for `make_runner` (the
+    parallel and the serial modules are different code)."""
     if device != "cpu":
         return None
     try:
@@ -333,7 +333,7 @@ def step_is_cached(step: "TrainStep", device: str, *, strict: bool = False,
     if strict:
         cache.kernels_dir()
     try:
-        return bool(is_compiled(source(step, threads=threads)))
+        return bool(is_compiled(source(step, threads=threads, like=like)))
     except Exception:  # noqa: BLE001 - a graph the compiler refuses: make_runner says why
         return None
 
@@ -346,11 +346,14 @@ def _may_have_gpu() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/dxg")
 
 
-def make_runner(target: Graph | TrainStep, device: str, threads: int | None = None) -> Runner:
+def make_runner(target: Graph | TrainStep, device: str, threads: int | None = None,
+                like=None) -> Runner:
     """A runner for a graph (or a whole `TrainStep`, whose parameters and state a compiled
     runner may update in place) on a concrete device: numpy, cpu or cuda. The one place the
     trainer meets the compilers. `threads` (cpu): cores the compiled step may use (None: every
-    core the process may use; see `gradviz.compiler.compile`)."""
+    core the process may use; see `gradviz.compiler.compile`); `like` (cpu): a runner of the
+    same structure at other sizes, whose choice of split kernels this one takes (so that it is
+    the same code: see `gradviz.compiler.compile`)."""
     graph = target.graph if isinstance(target, TrainStep) else target
     if device == "numpy":
         return NumpyRunner(graph)
@@ -362,7 +365,7 @@ def make_runner(target: Graph | TrainStep, device: str, threads: int | None = No
         raise GradvizError(f"--device {device} needs the Numba compiler (gradviz.compiler), "
                            "which this installation does not have; use --device numpy") from None
     if device == "cpu":
-        return compile_graph(target, device=device, threads=threads)
+        return compile_graph(target, device=device, threads=threads, like=like)
     return compile_graph(target, device=device)
 
 

@@ -11,7 +11,8 @@ every checkpoint, so a resumed run draws exactly the numbers the uninterrupted r
 drawn and ends with bit-identical parameters.
 
 The step graph is built for the batch size; when the training split does not divide evenly, a
-second graph is built for the last, smaller batch (every example is used every epoch). Only the
+second graph is built for the last, smaller batch (every example is used every epoch), compiled
+`like` the first, so that it is the same code (`gradviz.compiler.compile`). Only the
 training step runs on the chosen device; validation and test metrics (forward passes, once per
 epoch) run on the NumPy interpreter, so a compiled run compiles one or two graphs, not one per
 split size.
@@ -545,31 +546,37 @@ class Trainer:
 
     def _train_step(self, batch: int):
         if batch not in self._steps:
+            # The last, smaller batch splits the kernels the full batch's step split: which
+            # kernels are split depends on sizes, and another choice would be another module
+            # to compile (the digits CNN: 4 s more, for the one batch of 10 an epoch ends on).
+            full = min(self.config.batch, len(self.dataset.X_train))
+            like = self._train_step(full)[1] if batch != full and self.device == "cpu" else None
             started = time.perf_counter()
             step = self._step_graph(batch)
-            self._steps[batch] = (step, self._compiled(step))
+            self._steps[batch] = (step, self._compiled(step, like))
             self.build_seconds += time.perf_counter() - started
         return self._steps[batch]
 
-    def _runner(self, step: TrainStep):
+    def _runner(self, step: TrainStep, like=None):
         if self.threads is None:   # make_runner's default: every core the process may use
-            return make_runner(step, self.device)
-        return make_runner(step, self.device, self.threads)
+            return make_runner(step, self.device, like=like)
+        return make_runner(step, self.device, self.threads, like=like)
 
-    def _compiled(self, step: TrainStep):
-        """The runner of `step` on the device; a compile that the cache does not spare is
-        announced to the reporter (`compile_start`/`compile_end`) while it runs."""
+    def _compiled(self, step: TrainStep, like=None):
+        """The runner of `step` on the device (`like`: see `make_runner`); a compile that the
+        cache does not spare is announced to the reporter (`compile_start`/`compile_end`)
+        while it runs."""
         if self.device == "numpy" or importlib.util.find_spec("gradviz.compiler") is None:
             return self._runner(step)  # (no compiler: its error)
-        cached = step_is_cached(step, self.device, strict=True, threads=self.threads)
+        cached = step_is_cached(step, self.device, strict=True, threads=self.threads, like=like)
         start, end = (getattr(self.reporter, "compile_start", None),
                       getattr(self.reporter, "compile_end", None))
         if cached or start is None:
-            return self._runner(step)
+            return self._runner(step, like)
         started = time.perf_counter()
         start(self.device, cached is False)
         try:
-            runner = self._runner(step)
+            runner = self._runner(step, like)
         finally:
             seconds = time.perf_counter() - started
             if end is not None:

@@ -80,7 +80,8 @@ def _describe(sched: Schedule, nodes) -> str:
 
 
 def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False,
-             chunk: int = 0, parallel_min: int | None = None) -> str:
+             chunk: int = 0, parallel_min: int | None = None,
+             plan: frozenset[int] | None = None) -> str:
     """The module source for `sched`. With `points`, every kernel takes the number of points `n`
     first and loops over that many (a scalar graph evaluated at many points).
 
@@ -90,16 +91,25 @@ def generate(sched: Schedule, dtype: str, threads: int = 1, points: bool = False
 
     `threads > 1` writes the parallel module (see the module docstring); `parallel_min` scales
     the size thresholds (`PARALLEL_MIN` elements, `PARALLEL_WORK` for one-op kernels) down, for
-    tests. A graph with no kernel large enough gets the serial module's very text.
+    tests. A graph with no kernel large enough gets the serial module's very text. `plan`: the
+    kernels to split, as another graph of the same structure chose them (`CompiledGraph.plan`)
+    instead of by this graph's sizes, so that the two give the same text.
     """
     with as_code():   # sizes built as `Size`s are written as their names: see core/sizes.py
-        return _generate(sched, dtype, threads, points, chunk, parallel_min)
+        return _generate(sched, dtype, threads, points, chunk, parallel_min, plan)
 
 
 def _parallel_units(sched: Schedule, threads: int, points: bool,
-                    parallel_min: int | None = None) -> dict[int, bool]:
+                    parallel_min: int | None = None,
+                    plan: frozenset[int] | None = None) -> dict[int, bool]:
     """Kernel index -> written in parallel form (only in the parallel module, and only kernels
-    whose work repays waking the threads: see `IN_PART`)."""
+    whose work repays waking the threads: see `IN_PART`; or those of `plan`, where every one
+    of them can be split)."""
+    if plan is not None and threads > 1 and not points:
+        splittable = {k.index for k in sched.kernels if k.kind == "elementwise"
+                      or kernels.cpu_kernels[k.kind].parallel is not None}
+        if plan <= splittable:
+            return {k.index: k.index in plan for k in sched.kernels}
     scale = 1.0 if parallel_min is None else parallel_min / PARALLEL_MIN
     found = _split(sched, threads, points, scale, scale)
     return _split(sched, threads, points, scale / IN_PART, scale) if any(found.values()) \
@@ -133,14 +143,14 @@ def _split(sched: Schedule, threads: int, points: bool, scale: float,
 
 
 def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: int,
-              parallel_min: int | None) -> str:
+              parallel_min: int | None, plan: frozenset[int] | None) -> str:
     names = buffer_names(sched)
     dims = list(graph_sizes(sched.order))
     jit = JIT
     lines = [PRELUDE.format(what="points" if points else "cpu", dtype=dtype),
              templates.helpers(dtype, jit)]
     calls = []
-    parallel = _parallel_units(sched, threads, points, parallel_min)
+    parallel = _parallel_units(sched, threads, points, parallel_min, plan)
     if any(parallel.values()):
         split = GEMM_SPLIT_MIN if parallel_min is None else \
             max(1, GEMM_SPLIT_MIN * parallel_min // PARALLEL_MIN)
@@ -311,15 +321,18 @@ class CompiledGraph:
     device = "cpu"
 
     def __init__(self, sched: Schedule, dtype: str, threads: int = 1, points: bool = False,
-                 parallel_min: int | None = None, guard: bool = True):
+                 parallel_min: int | None = None, guard: bool = True,
+                 plan: frozenset[int] | None = None):
         self.schedule = sched
         self.dtype = np.dtype(dtype)
         self.points = points
         self.threads = threads
         self.source = generate(sched, self.dtype.name, threads, points,
-                               parallel_min=parallel_min)
-        parallel_of = _parallel_units(sched, threads, points, parallel_min)
+                               parallel_min=parallel_min, plan=plan)
+        parallel_of = _parallel_units(sched, threads, points, parallel_min, plan)
         self.parallel = any(parallel_of.values())
+        # the kernels split into chunks: `compile(..., like=self)` splits the same ones
+        self.plan = frozenset(i for i, split in parallel_of.items() if split)
         self._chunks = threads   # `nt` of the generated code
         self.guard = ThreadGuard(threads) if self.parallel and guard else None
         self._names = buffer_names(sched)
@@ -536,10 +549,11 @@ class ThreadGuard:
 
 def compile_cpu(outputs, updates=None, dtype: str | None = None, threads: int = 1,
                 points: bool = False, parallel_min: int | None = None,
-                guard: bool = True) -> CompiledGraph:
+                guard: bool = True, plan: frozenset[int] | None = None) -> CompiledGraph:
     """Schedule, generate and compile (or load from the cache) a graph for the CPU. `threads`:
     see the module docstring; `parallel_min` lowers the parallel thresholds (tests); `guard`
-    False runs every call with `threads` active threads (no probing)."""
+    False runs every call with `threads` active threads (no probing); `plan`: see
+    `generate`."""
     sched = cpu_schedule(outputs, updates)
     if points:
         bad = sorted({n.op for n in sched.order if n.shape != ()})
@@ -549,7 +563,7 @@ def compile_cpu(outputs, updates=None, dtype: str | None = None, threads: int = 
         if sched.constants:
             raise GradvizError("evaluating at many points needs a scalar graph")
     dtype = pick_dtype(sched, dtype)
-    return CompiledGraph(sched, dtype, threads, points, parallel_min, guard)
+    return CompiledGraph(sched, dtype, threads, points, parallel_min, guard, plan)
 
 
 def pick_dtype(sched: Schedule, dtype: str | None) -> str:
