@@ -544,12 +544,16 @@ class Trainer:
                 loss_fn=smoothed_loss(eps) if eps and self.task == CLASSIFICATION else None)
         return self._graphs[batch]
 
+    def _full_batch(self) -> int:
+        """The batch size of the training step (an epoch's last batch may be smaller)."""
+        return min(self.config.batch, len(self.dataset.X_train))
+
     def _train_step(self, batch: int):
         if batch not in self._steps:
             # The last, smaller batch splits the kernels the full batch's step split: which
             # kernels are split depends on sizes, and another choice would be another module
             # to compile (the digits CNN: 4 s more, for the one batch of 10 an epoch ends on).
-            full = min(self.config.batch, len(self.dataset.X_train))
+            full = self._full_batch()
             like = self._train_step(full)[1] if batch != full and self.device == "cpu" else None
             started = time.perf_counter()
             step = self._step_graph(batch)
@@ -611,9 +615,9 @@ class Trainer:
         before = self.compile_seconds
         started = time.perf_counter()
         cached = None if self.device == "numpy" else step_is_cached(
-            self._step_graph(min(self.config.batch, len(self.dataset.X_train))), self.device,
+            self._step_graph(self._full_batch()), self.device,
             strict=True, threads=self.threads)
-        self._train_step(min(self.config.batch, len(self.dataset.X_train)))
+        self._train_step(self._full_batch())
         return {"device": self.device, "cached": cached,
                 "compiled": self.compile_seconds > before or cached is False,
                 "seconds": time.perf_counter() - started}
@@ -625,7 +629,7 @@ class Trainer:
         init_rng = np.random.default_rng([self.config.seed, 1])
         params = {p.name: np.asarray(v, dtype=p.dtype)
                   for p, v in self.model.init(init_rng).items()}
-        step, _ = self._train_step(min(self.config.batch, len(self.dataset.X_train)))
+        step, _ = self._train_step(self._full_batch())
         missing = [p.name for p in step.params if p.name not in params]
         if missing:
             raise GradvizError(f"the model's init() gives no value for {', '.join(missing)}")
@@ -723,11 +727,11 @@ class Trainer:
         watch = _EarlyStop(config.patience, history, self._best_dir(),
                            self._found if self.resume else None)
         evaluator = Evaluator(self.model, ds.input_shape, self.task, "numpy", self.dtype)
-        n_out = self._train_step(min(config.batch, len(ds.X_train)))[0].target.shape[1]
+        n_out = self._train_step(self._full_batch())[0].target.shape[1]
         T_train = self._targets(ds.y_train, n_out)
         T_val = self._targets(ds.y_val, n_out)
         n = len(ds.X_train)
-        batch = min(config.batch, n)
+        batch = self._full_batch()
         batches = -(-n // batch)
         train_seconds, samples = 0.0, 0
         for epoch in range(first_epoch, config.epochs):

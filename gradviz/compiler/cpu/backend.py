@@ -15,8 +15,7 @@ cores made an MLP step 3.5x slower). A part that holds such a kernel is a functi
 (`_parallel_part`); `run` hands it to the pool. `nt` = n is an argument of the generated code;
 how many threads run the blocks is chosen per call by `ThreadGuard` (the faster of n and 1,
 measured, so a busy machine does not make the step slower than one thread), and never changes
-the result. With `threads=1`
-the module is the serial one.
+the result. With `threads=1` the module is the serial one.
 """
 from __future__ import annotations
 
@@ -106,14 +105,17 @@ def _parallel_units(sched: Schedule, threads: int, points: bool,
     whose work repays waking the threads: see `IN_PART`; or those of `plan`, where every one
     of them can be split)."""
     if plan is not None and threads > 1 and not points:
-        splittable = {k.index for k in sched.kernels if k.kind == "elementwise"
-                      or kernels.cpu_kernels[k.kind].parallel is not None}
-        if plan <= splittable:
+        if plan <= {k.index for k in sched.kernels if _splittable(k)}:
             return {k.index: k.index in plan for k in sched.kernels}
     scale = 1.0 if parallel_min is None else parallel_min / PARALLEL_MIN
     found = _split(sched, threads, points, scale, scale)
     return _split(sched, threads, points, scale / IN_PART, scale) if any(found.values()) \
         else found
+
+
+def _splittable(k) -> bool:
+    """Whether kernel `k` has a parallel form (a fused loop always has)."""
+    return k.kind == "elementwise" or kernels.cpu_kernels[k.kind].parallel is not None
 
 
 def _split(sched: Schedule, threads: int, points: bool, scale: float,
@@ -138,7 +140,7 @@ def _split(sched: Schedule, threads: int, points: bool, scale: float,
                           and rows >= GEMM_ROWS_PER_THREAD * threads * gemm_scale)
             else:
                 enough = lowering.work(node) >= PARALLEL_WORK * scale
-            found[k.index] = lowering.parallel is not None and enough
+            found[k.index] = _splittable(k) and enough
     return found
 
 
@@ -327,12 +329,13 @@ class CompiledGraph:
         self.dtype = np.dtype(dtype)
         self.points = points
         self.threads = threads
-        self.source = generate(sched, self.dtype.name, threads, points,
-                               parallel_min=parallel_min, plan=plan)
         parallel_of = _parallel_units(sched, threads, points, parallel_min, plan)
         self.parallel = any(parallel_of.values())
-        # the kernels split into chunks: `compile(..., like=self)` splits the same ones
+        # the kernels split into chunks: `compile(..., like=self)` splits the same ones (and
+        # `generate` takes them from here instead of choosing them a second time)
         self.plan = frozenset(i for i, split in parallel_of.items() if split)
+        self.source = generate(sched, self.dtype.name, threads, points,
+                               parallel_min=parallel_min, plan=self.plan)
         self._chunks = threads   # `nt` of the generated code
         self.guard = ThreadGuard(threads) if self.parallel and guard else None
         self._names = buffer_names(sched)

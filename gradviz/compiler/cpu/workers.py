@@ -3,8 +3,7 @@
 A parallel kernel is a compiled function `kernel(me, workers, started, ...)` that does block
 `me` of `workers` of its loop (kernels.py, backend.py) and, first of all, sets `started[me] = 1`
 (the backend's parts run several kernels this way, the blocks meeting at a `_barrier` between
-two);
-`each(workers, kernel, ...)` calls it once per block, block 0 on the calling thread and the
+two); `each(workers, kernel, ...)` calls it once per block, block 0 on the calling thread and the
 others on persistent worker threads, and returns when all are done. The kernels are compiled with
 `nogil=True`, so the blocks run at the same time. This pool is the one owner of the cores: the
 BLAS that compiled code calls runs one thread per call (compiler.set_threads), and Numba's own
@@ -145,7 +144,7 @@ def _barrier(started, me, workers, step):
     _publish(started, half + me, step)
     for k in range(workers):
         while _watch(started, half + k) < step:
-            pass
+            pass   # (a spin-wait: each `_watch` ends with the CPU's pause hint)
 
 
 @njit(nogil=True, cache=True)
