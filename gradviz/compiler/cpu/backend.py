@@ -127,6 +127,8 @@ def _split(sched: Schedule, threads: int, points: bool, scale: float,
             found[k.index] = False
         elif k.kind == "elementwise":   # (a folded reduction: per-chunk partial results)
             found[k.index] = k.size >= PARALLEL_MIN * scale
+        elif not _splittable(k):   # (such as a reduction of its own: it has no `work`)
+            found[k.index] = False
         else:
             lowering = kernels.cpu_kernels[k.kind]
             node = k.nodes[0]
@@ -140,7 +142,7 @@ def _split(sched: Schedule, threads: int, points: bool, scale: float,
                           and rows >= GEMM_ROWS_PER_THREAD * threads * gemm_scale)
             else:
                 enough = lowering.work(node) >= PARALLEL_WORK * scale
-            found[k.index] = _splittable(k) and enough
+            found[k.index] = enough
     return found
 
 
@@ -157,8 +159,9 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
         split = GEMM_SPLIT_MIN if parallel_min is None else \
             max(1, GEMM_SPLIT_MIN * parallel_min // PARALLEL_MIN)
         lines.insert(1, f"GEMM_SPLIT_MIN = {split}\n")
-        lines.insert(1, "from gradviz.compiler.cpu.workers import _after_block, _barrier  "
-                        f"# (workers.py {workers.SOURCE_HASH})\n")
+        lines.insert(1, "from gradviz.compiler.cpu.workers import _after_block, _barrier, "
+                        f"link_barrier  # (workers.py {workers.SOURCE_HASH})\n\n"
+                        "link_barrier()   # (before any part is compiled or loaded)\n")
     for j, group in enumerate(_groups(_units(sched, names, parallel, points), chunk or CHUNK)):
         params = list(dict.fromkeys([*dims, *(p for unit in group for p in unit[0])]))
         if any(unit[2] for unit in group):
@@ -194,7 +197,7 @@ def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -
             params, body = kernels.elementwise_body(
                 k, sched, names.__getitem__, size="n" if points else None, parallel=parallel)
             body = _blocks(body) if parallel else body
-            if parallel and k.reductions:   # chunks reduce into the scratch, then the join
+            if parallel and kernels.reduces_across_rows(k):   # into the scratch, then a join
                 header.append(f"scratch = s{k.index}")
                 params = [*params, "nt", f"s{k.index}"]
                 units.append((params, header + body, True))
@@ -226,10 +229,11 @@ def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -
 
 def _scratch_elements(sched: Schedule, k, parallel: bool, threads: int) -> int | None:
     """Elements of working memory kernel `k` asks for (None: none): in its parallel form, its
-    scratch per chunk for `threads` chunks (a fused loop: the partial results of the reductions
-    it folds)."""
+    scratch per chunk for `threads` chunks (a fused loop that reduces across rows: its chunks'
+    partial results)."""
     if k.kind == "elementwise":
-        return kernels.reduction_scratch(k) * threads if parallel and k.reductions else None
+        return kernels.reduction_scratch(k) * threads \
+            if parallel and kernels.reduces_across_rows(k) else None
     lowering = kernels.cpu_kernels[k.kind]
     node = k.nodes[0]
     if not parallel:

@@ -10,10 +10,10 @@ of the generated code and the configured thread count); the backend turns that l
 `me` of `workers` and the worker pool runs the blocks (workers.py). Each chunk is a fixed slice
 of the work, so the result depends on `nt` only, never on how many threads ran it: rows of a
 matrix product (one single-threaded BLAS call per chunk), samples of a convolution (each chunk
-with its own scratch), planes of a pool, blocks of a fused loop (whose folded reductions
-each chunk makes into its own scratch: `elementwise_join`). Nothing outside that loop may write memory, since
-every block runs it: what must follow all chunks (summing the chunks' partial sums) is the
-kernel's `join`.
+with its own scratch), planes of a pool, blocks of a fused loop (a folded reduction over the
+outer axis: each chunk into its own scratch, then `elementwise_join`). Nothing outside that
+loop may write memory, since every block runs it: what must follow all chunks (summing the
+chunks' partial sums) is the kernel's `join`.
 
 Generated code passes every array as an argument (buffers are flat, allocated once by the
 caller), writes typed literals as `F(...)` (a float64 literal would promote float32 math), and
@@ -83,25 +83,24 @@ def _chunk_count(extent, rest) -> str:
 
 
 def _matmul_parallel(node: Node, args, out: str) -> list[str]:
-    """Rows of the product in `nt` chunks, one single-threaded BLAS call each: every element is
-    the same dot product as in the serial call."""
+    """Rows of the product in `nc` chunks, one single-threaded BLAS call each. `nc` depends on
+    `nt` and the sizes, never on how many threads run the blocks, so the bits do not either.
+    Against the serial call: every element is the same dot product, but whether BLAS adds it up
+    in the same order for a block of rows as for all of them depends on its kernels for the CPU
+    (on the Intel Xeon development machine it did, for chunks above GEMM_SPLIT_MIN; with
+    OpenBLAS's Haswell kernels on an AMD EPYC some elements differ at every size tried)."""
     (na, a), (nb, b) = args
     m, n = node.shape
     k = a.shape[1]
-    # every chunk keeps more than GEMM_SPLIT_MIN multiply-adds: OpenBLAS computes products of at
-    # most 100^3 with other kernels (another order of additions), so such a split would not
-    # give the serial call's bits
-    # With one thread the product is not split (a split gives the same bits, see above, but a
-    # chunk of a transposed operand is a strided view that np.dot copies: 13% of an MLP step)
-    return ["if workers == 1:",
-            f"    {_matmul(node, args, out)[0]}",
-            "else:",
-            f"    {_chunk_count(m, f'{n} * {k}')}",
-            "    for t in prange(nc):",
-            f"        lo = t * {m} // nc",
-            f"        hi = (t + 1) * {m} // nc",
-            "        if hi > lo:",
-            f"            np.dot({_rows(na, a, 'lo', 'hi')}, {_matrix(nb, b)}, "
+    # Trap: one thread (a busy machine, ThreadGuard) must run the same chunks, not the unsplit
+    # call: on a Haswell kernel that changed the bits with the number of threads running. (A
+    # chunk of a transposed operand is a strided view that np.dot copies, on one thread too.)
+    return [_chunk_count(m, f"{n} * {k}"),
+            "for t in prange(nc):",
+            f"    lo = t * {m} // nc",
+            f"    hi = (t + 1) * {m} // nc",
+            "    if hi > lo:",
+            f"        np.dot({_rows(na, a, 'lo', 'hi')}, {_matrix(nb, b)}, "
             f"{out}[lo * {n}:hi * {n}].reshape((hi - lo, {n})))"]
 
 
@@ -758,9 +757,12 @@ def _outer(var: str, rng: str, extent, pad: str = "") -> list[str]:
 
 
 def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
-                 size: str | None, body: list[str]) -> _Loop:
+                 size: str | None, body: list[str], by_row: dict | None = None) -> _Loop:
     """Append the loop header(s) to `body`: a nest over the kernel's shape with its axes
-    collapsed where every access allows (strided loads or partial reductions), else one loop."""
+    collapsed where every access allows (strided loads or partial reductions), else one loop.
+    `by_row` (reduction node -> output name): reductions that keep the outer axis, whose
+    outputs for one outer index are set to the initial value at its start (instead of all at
+    once before the loop, which every block of a parallel kernel would do)."""
     if not (ops.strided and size is None):
         body.extend(_outer("i", rng, size or k.size))
         return _Loop("    ", None, {}, {}, [])
@@ -781,6 +783,11 @@ def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
         body.extend(_outer(f"i{d}", rng, extent, pad) if d == 0 else
                     [f"{pad}for i{d} in range({extent}):"])
         pad += "    "
+        for node, name in (by_row or {}).items() if d == 0 else ():
+            row = out_strides[node][0]   # (the outputs of one outer index: a contiguous run)
+            one = row == 1 and not (isinstance(row, Size) and row.symbols)   # (a literal 1)
+            where = "i0" if one else f"i0 * ({row}):(i0 + 1) * ({row})"
+            body.append(f"{pad}{name}[{where}] = {_REDUCE_INIT[node.op]}")
     body.append(f"{pad}i = {_unsigned(merged[0], index(merged[0], loops))}")
     return _Loop(pad, loops, strides, out_strides, inner)
 
@@ -844,7 +851,8 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
     of `scratch` (`reduction_scratch(k)` elements per chunk); `elementwise_join` combines them."""
     ops = _operands(k, sched, name_of)
     points = size is not None
-    chunked = parallel and bool(ops.reductions) and not points
+    chunked = parallel and reduces_across_rows(k) and not points
+    by_row = parallel and bool(ops.reductions) and not chunked   # see `reduces_across_rows`
     partial = [(node, x) for node, x in ops.reductions if len(node.attrs["axes"]) < len(k.shape)]
     totals = [(node, x) for node, x in ops.reductions if len(node.attrs["axes"]) == len(k.shape)]
     if chunked:   # each chunk reduces into q<id>, its own slice of the scratch
@@ -857,12 +865,13 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
     for key, tmp in ops.loads.items():  # hoisted: one value for every element
         if ops.accesses[key].uniform and not points:
             body.append(f"{tmp} = {name_of(key[0])}[0]")
-    for node, _ in partial:
+    for node, _ in [] if by_row else partial:
         body.append(f"{inner_name(node)}[:] = {_REDUCE_INIT[node.op]}")
     for node, _ in totals:
         body.append(f"acc{sched.ids[node]} = {_REDUCE_INIT[node.op]}")
     rng = "chunk" if chunked else "prange" if parallel else "range"
-    loop = _loop_header(k, sched, ops, partial, rng, size, body)
+    loop = _loop_header(k, sched, ops, partial, rng, size, body,
+                        {node: name_of(node) for node, _ in partial} if by_row else {})
     body.extend(_loads(ops, loop, name_of, points))
     for node, args in ops.exprs:
         value = args[0] if node in sched.copies else expression(node, args)
@@ -881,6 +890,15 @@ def elementwise_body(k: Kernel, sched: Schedule, name_of: Callable[[Node], str],
                      f"t * ({per}) + ({offset + node.size})]")
         offset += node.size
     return ops.params, ["for t in prange(nt):", *views, *("    " + line for line in body)]
+
+
+def reduces_across_rows(k: Kernel) -> bool:
+    """Whether some reduction of fused kernel `k` sums over its outer axis (or over all of it),
+    so that the parallel form's chunks reduce into scratch and a join combines them. Otherwise
+    (a row's sum or maximum, as in softmax) each block reduces its own rows straight into the
+    output, in the serial order."""
+    return any(0 in node.attrs["axes"] or len(node.attrs["axes"]) == len(k.shape)
+               for node in k.reductions)
 
 
 def reduction_scratch(k: Kernel) -> int:

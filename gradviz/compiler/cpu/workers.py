@@ -33,6 +33,7 @@ kernel the backend writes); 1.02-1.05x at LeNet-5 batch 64, 1.01x at 256 and at 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -40,10 +41,10 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import carray, cfunc, njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
-from llvmlite import ir
+from llvmlite import binding as llvm, ir
 
 from gradviz.compiler import MOST_THREADS   # (the pool's counters are arrays of this size)
 
@@ -130,21 +131,59 @@ def _after_block(started, me):
                 return
 
 
-@njit(nogil=True, cache=True)
-def _barrier(started, me, workers, step):
+# The symbol the generated code calls `_barrier` by (named by this file's hash, like the modules).
+BARRIER_SYMBOL = f"gradviz_barrier_{SOURCE_HASH}"
+
+
+def _barrier_body(cells, length, me, workers, step):
     """Block `me` has done step `step - 1` of a part of several kernels; returns once every
-    block of this call has (started[half + k] >= step for k < workers, where half is the
-    second half of `started`: each block's progress; `each` resets it). A part's later kernel
-    may read what any block of an earlier one wrote: the release store and the acquire loads
-    make those writes visible. A block that failed is marked done with every step (`each`), so
-    nobody waits for it forever."""
+    block of this call has (cells[half + k] >= step for k < workers, where half = length // 2
+    is the second half of `started`: each block's progress; `each` resets it). A part's later
+    kernel may read what any block of an earlier one wrote: the release store and the acquire
+    loads make those writes visible. A block that failed is marked done with every step
+    (`_passed`), so nobody waits for it forever."""
     if workers <= 1:
         return
-    half = started.shape[0] // 2
+    started = carray(cells, (length,))
+    half = length // 2
     _publish(started, half + me, step)
     for k in range(workers):
         while _watch(started, half + k) < step:
             pass   # (a spin-wait: each `_watch` ends with the CPU's pause hint)
+
+
+@functools.cache
+def link_barrier():
+    """Compile (or load from Numba's cache) the barrier and make it callable from compiled
+    code: generated parallel modules call this when they are imported, before their parts are
+    compiled or loaded. Returns the compiled function, which the cache keeps alive (its machine
+    code must outlive every module that calls it)."""
+    signature = types.void(types.CPointer(types.int64), types.int64, types.int64, types.int64,
+                           types.int64)
+    compiled = cfunc(signature, cache=True)(_barrier_body)
+    llvm.add_symbol(BARRIER_SYMBOL, compiled.address)
+    return compiled
+
+
+@intrinsic
+def _barrier(typingctx, started, me, workers, step):
+    """`_barrier_body(started, ...)` as a call to one compiled C function. Trap: a compiled
+    `_barrier` was inlined at every one of a part's barriers, and LLVM's time on the spin loops
+    was a third of a LeNet-5 part's compile (5.0 s against 3.2 s); an external function is one
+    call instruction to it."""
+    link_barrier()
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i64 = ir.IntType(64)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i64.as_pointer(), i64, i64, i64, i64]),
+            BARRIER_SYMBOL)
+        numbers = [context.cast(builder, value, kind, types.int64)
+                   for value, kind in zip(args[1:], signature.args[1:])]
+        builder.call(function, [ary.data, ary.nitems, *numbers])
+        return context.get_dummy_value()
+    return types.void(started, me, workers, step), codegen
 
 
 @njit(nogil=True, cache=True)
