@@ -450,6 +450,15 @@ def versions() -> dict:
             found[name] = __import__(name).__version__
         except ImportError:
             pass
+    # which OpenBLAS kernels ran (the environment can force them: OPENBLAS_CORETYPE)
+    found["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
+    try:
+        import scipy.linalg  # noqa: F401 - loads the BLAS that gradviz's compiled code calls
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return found
+    found["openblas"] = sorted({f"{os.path.basename(i['filepath'])}: {i.get('architecture')}"
+                                for i in threadpool_info() if i["internal_api"] == "openblas"})
     return found
 
 

@@ -28,7 +28,7 @@ from typing import Mapping
 import numpy as np
 
 from gradviz.compiler import cache, templates
-from gradviz.compiler.cpu import compile_pool, kernels, workers
+from gradviz.compiler.cpu import blas, compile_pool, kernels, workers
 from gradviz.compiler.schedule import Schedule, buffer_names, schedule
 from gradviz.errors import GradvizError
 from gradviz.core.interpret import leaf_array, lookup
@@ -176,6 +176,10 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
             for unit in group:
                 lines.extend("    " + line for line in unit[1])
         lines.append("")
+    if any("_gemm(" in line for line in lines):
+        lines.insert(1, "from gradviz.compiler.cpu.blas import _gemm, link_gemm  "
+                        f"# (blas.py {blas.SOURCE_HASH})\n\n"
+                        "link_gemm()   # (before any part is compiled or loaded)\n")
     for leaf, node in sched.late_updates:
         calls.append(f"{names[leaf]}[:] = {_value_name(sched, names, node)}")
     arguments = run_arguments(sched, names, points, parallel)
@@ -363,10 +367,7 @@ class CompiledGraph:
     def _compile_parts(self, module) -> None:
         """Compile (or load from Numba's cache) every part for this graph's argument types: sizes
         (`d_...`, and `n` at points) are integers, everything else a flat array."""
-        import warnings
-
         from numba import typeof
-        from numba.core.errors import NumbaPerformanceWarning
 
         array, integer = typeof(np.empty(1, self.dtype)), typeof(1)
         flags = typeof(np.zeros(1, np.int64))
@@ -382,10 +383,7 @@ class CompiledGraph:
         # a module Numba has compiled before is loaded from its cache here; otherwise its parts
         # are compiled by as many processes as this graph may use threads (compile_pool.py)
         processes = 1 if cache.is_compiled(self.source) else self.threads
-        with warnings.catch_warnings():
-            # a chunk of a transposed operand is a strided view np.dot copies (kernels.py)
-            warnings.simplefilter("ignore", NumbaPerformanceWarning)
-            self.compile_processes = compile_pool.compile_all(jobs, processes)
+        self.compile_processes = compile_pool.compile_all(jobs, processes)
 
     def _load_and_compile(self):
         module = cache.load(self.source)

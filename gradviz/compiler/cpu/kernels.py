@@ -53,27 +53,28 @@ class CpuKernel:
 SHARED_SPLIT_RATIO = 4   # see `splits_shared_axis`
 
 
-def _matrix(name: str, a: Access) -> str:
+def _stored(name: str, a: Access, first: str = "0") -> tuple:
+    """Operand `a` of a product as blas._gemm reads it: (array, offset of row `first` of the
+    operand, leading dimension, transposed). A transposed operand is stored as its transpose,
+    whose row `first` starts at element `first`; a contiguous one row after row."""
     rows, cols = a.shape
     if a.transposed and not a.contiguous:
-        return f"{name}.reshape(({cols}, {rows})).T"
-    return f"{name}.reshape(({rows}, {cols}))"
+        return name, first, rows, 1
+    return name, "0" if first == "0" else f"{first} * {cols}", cols, 0
+
+
+def gemm(m, n, k, a: tuple, b: tuple, c: str, c_at="0", ldc=None) -> str:
+    """The call that writes the m x n product of stored operands `a` and `b` (`_stored`
+    tuples) into `c` from element `c_at`, rows `ldc` apart (default n): see blas.py."""
+    (na, ao, lda, ta), (nb, bo, ldb, tb) = a, b
+    return (f"_gemm({ta}, {tb}, {m}, {n}, {k}, {na}, {ao}, {lda}, {nb}, {bo}, {ldb}, {c}, "
+            f"{c_at}, {n if ldc is None else ldc})")
 
 
 def _matmul(node: Node, args, out: str) -> list[str]:
     (na, a), (nb, b) = args
     m, n = node.shape
-    # np.dot inside njit calls BLAS (through SciPy); it reads column-major operands directly.
-    return [f"np.dot({_matrix(na, a)}, {_matrix(nb, b)}, {out}.reshape(({m}, {n})))"]
-
-
-def _rows(name: str, a: Access, lo: str, hi: str) -> str:
-    """Rows lo:hi of operand `a` as a matrix (a transposed operand's rows are a strided view,
-    which np.dot copies: (hi - lo) x K elements against (hi - lo) x K x N multiply-adds)."""
-    rows, cols = a.shape
-    if a.transposed and not a.contiguous:
-        return f"{name}.reshape(({cols}, {rows}))[:, {lo}:{hi}].T"
-    return f"{name}[{lo} * {cols}:{hi} * {cols}].reshape(({hi} - {lo}, {cols}))"
+    return [gemm(m, n, a.shape[1], _stored(na, a), _stored(nb, b), out)]
 
 
 def _chunk_count(extent, rest) -> str:
@@ -83,36 +84,35 @@ def _chunk_count(extent, rest) -> str:
 
 
 def _matmul_parallel(node: Node, args, out: str) -> list[str]:
-    """Rows of the product in `nc` chunks, one single-threaded BLAS call each. `nc` depends on
+    """Rows of the product in `nc` chunks, one single-threaded BLAS call each (a block of rows
+    of a transposed operand is an offset and a leading dimension, not a copy). `nc` depends on
     `nt` and the sizes, never on how many threads run the blocks, so the bits do not either.
     Against the serial call: every element is the same dot product, but whether BLAS adds it up
     in the same order for a block of rows as for all of them depends on its kernels for the CPU
-    (on the Intel Xeon development machine it did, for chunks above GEMM_SPLIT_MIN; with
-    OpenBLAS's Haswell kernels on an AMD EPYC some elements differ at every size tried)."""
+    and the sizes (OpenBLAS's Haswell kernels round some elements differently at every size
+    tried; its SkylakeX kernels at a few)."""
     (na, a), (nb, b) = args
     m, n = node.shape
     k = a.shape[1]
-    # Trap: one thread (a busy machine, ThreadGuard) must run the same chunks, not the unsplit
-    # call: on a Haswell kernel that changed the bits with the number of threads running. (A
-    # chunk of a transposed operand is a strided view that np.dot copies, on one thread too.)
+    # Trap: one thread (a busy machine, ThreadGuard) must run the same chunks, not the uncut
+    # call: on a Haswell kernel that changed the bits with the number of threads running.
     return [_chunk_count(m, f"{n} * {k}"),
             "for t in prange(nc):",
             f"    lo = t * {m} // nc",
             f"    hi = (t + 1) * {m} // nc",
             "    if hi > lo:",
-            f"        np.dot({_rows(na, a, 'lo', 'hi')}, {_matrix(nb, b)}, "
-            f"{out}[lo * {n}:hi * {n}].reshape((hi - lo, {n})))"]
+            "        " + gemm("hi - lo", n, k, _stored(na, a, "lo"), _stored(nb, b), out,
+                              f"lo * {n}")]
 
 
 def splits_shared_axis(node: Node, a: Access, b: Access) -> bool:
-    """Whether the parallel product splits its shared axis (a weight gradient, X^T @ dY: the
-    rows of X and dY are contiguous, where a split of the product's rows would copy a strided
-    block of X for every chunk). Only where that axis (the batch) is long against the
-    product's columns: the join adds `nt` partial products (M x N each) where the rows' split
-    copies M x K elements of X in all, and with one thread (a busy machine) the chunks and
-    their join still run where the rows' split is the serial call (an MLP step at batch 128
-    with its products split, on one thread: 0.88x of the serial module with the shared axis
-    split, 1.00x with the rows split)."""
+    """Whether the parallel product splits its shared axis (a weight gradient, X^T @ dY, whose
+    stored X and dY are cut into blocks of contiguous rows) instead of the product's rows. Only
+    where that axis (the batch) is long against the product's columns: the join adds `nt`
+    partial products (M x N each) on one thread. Measured, the MLP at batch 1024 on two
+    threads: 1.72-1.83x over the serial module split along the batch, 1.63-1.68x by rows (and
+    on one thread 0.99-1.01x against 0.94-0.95x); at batch 128 with its products split, on one
+    thread, 0.88x with the batch split and 1.00x by rows."""
     return a.transposed and not a.contiguous and b.contiguous and \
         a.shape[1] >= SHARED_SPLIT_RATIO * node.shape[1]
 
@@ -125,13 +125,13 @@ def _matmul_k_parallel(node: Node, args, out: str) -> list[str]:
     (na, a), (nb, b) = args
     m, n = node.shape
     k = a.shape[1]
+    # rows lo:hi of the stored X (k x m) and of dY (k x n)
     return [_chunk_count(k, f"{m} * {n}"),
             "for t in prange(nc):",
             f"    lo = t * {k} // nc",
             f"    hi = (t + 1) * {k} // nc",
-            f"    np.dot({na}[lo * {m}:hi * {m}].reshape((hi - lo, {m})).T, "
-            f"{nb}[lo * {n}:hi * {n}].reshape((hi - lo, {n})), "
-            f"scratch[t * {m} * {n}:(t + 1) * {m} * {n}].reshape(({m}, {n})))"]
+            "    " + gemm(m, n, "hi - lo", (na, f"lo * {m}", m, 1), (nb, f"lo * {n}", n, 0),
+                          "scratch", f"t * {m} * {n}")]
 
 
 def _matmul_any_parallel(node: Node, args, out: str) -> list[str]:
@@ -388,8 +388,8 @@ _IM2ROW = """for i in range({OH}):
 def _weight_grad_rows(d: dict, g: str) -> tuple[str, str]:
     """The weight gradient's rows (`_IM2ROW`) of sample `s` and its GEMM into `part`."""
     return (_IM2ROW.format(**d),
-            "np.dot({g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
-            "cols.reshape(({P}, {K})), part.reshape(({O}, {K})))".format(g=g, **d))
+            gemm(d["O"], d["K"], d["P"], (g, f"s * {d['O']} * {d['P']}", d["P"], 0),
+                 ("cols", "0", d["K"], 0), "part"))
 
 
 def _runtime(d: dict) -> bool:
@@ -415,26 +415,35 @@ def _indent(block: str, pad: str) -> list[str]:
     return [pad + line for line in block.splitlines()]
 
 
+def _conv_product(d: dict, w: str, out: str) -> str:
+    """Sample `s` of a convolution: (O, K) weights @ (K, P) columns into its (O, OH*OW) output."""
+    return gemm(d["O"], d["P"], d["K"], (w, "0", d["K"], 0), ("cols", "0", d["P"], 0), out,
+                f"s * {d['O']} * {d['P']}")
+
+
+def _conv_transpose_product(d: dict, w: str, g: str) -> str:
+    """Sample `s` of a convolution's input gradient: W^T (K, O) @ its (O, P) gradient into
+    the (K, P) columns (W stored as (O, K): the transposed operand as it lies)."""
+    return gemm(d["K"], d["P"], d["O"], (w, "0", d["K"], 1),
+                (g, f"s * {d['O']} * {d['P']}", d["P"], 0), "cols")
+
+
 def _conv2d(node: Node, args, out: str) -> list[str]:
     (nx, x), (nw, w) = args
     geometry, d = _conv_geometry(_conv_dims(x.shape, w.shape, node.attrs, node.shape[2:]))
     # one GEMM per sample: (O, K) @ (K, P) lands in the output's (O, OH*OW) layout directly
     return [f"x = {nx}", *geometry, "cols = scratch[:{K} * {P}]".format(**d),
-            "wm = {w}.reshape(({O}, {K}))".format(w=nw, **d),
             "for s in range({N}):".format(**d),
             *_indent(_im2col(d), "    "),
-            "    np.dot(wm, cols.reshape(({K}, {P})), "
-            "{out}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})))".format(out=out, **d)]
+            "    " + _conv_product(d, nw, out)]
 
 
 def _conv2d_transpose(node: Node, args, out: str) -> list[str]:
     (ng, g), (nw, w) = args
     geometry, d = _conv_geometry(_conv_dims(node.shape, w.shape, node.attrs, g.shape[2:]))
     return [f"dx = {out}", *geometry, "dx[:] = 0", "cols = scratch[:{K} * {P}]".format(**d),
-            "wt = {w}.reshape(({O}, {K})).T".format(w=nw, **d),
             "for s in range({N}):".format(**d),
-            "    np.dot(wt, {g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
-            "cols.reshape(({K}, {P})))".format(g=ng, **d),
+            "    " + _conv_transpose_product(d, nw, ng),
             *_indent(_col2im(d), "    ")]
 
 
@@ -456,13 +465,12 @@ def _conv2d_parallel(node: Node, args, out: str) -> list[str]:
     (nx, x), (nw, w) = args
     geometry, d = _conv_geometry(_conv_dims(x.shape, w.shape, node.attrs, node.shape[2:]))
     per = _per_chunk(node.op, d)
-    return [f"x = {nx}", *geometry, "wm = {w}.reshape(({O}, {K}))".format(w=nw, **d),
+    return [f"x = {nx}", *geometry,
             "for t in prange(nt):",
             f"    cols = scratch[t * {per}:t * {per} + {d['K'] * d['P']}]",
             *("    " + line for line in span("s", f"t * {d['N']} // nt", f"(t + 1) * {d['N']} // nt")),
             *_indent(_im2col(d), "        "),
-            "        np.dot(wm, cols.reshape(({K}, {P})), "
-            "{out}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})))".format(out=out, **d)]
+            "        " + _conv_product(d, nw, out)]
 
 
 def _conv2d_transpose_parallel(node: Node, args, out: str) -> list[str]:
@@ -470,13 +478,12 @@ def _conv2d_transpose_parallel(node: Node, args, out: str) -> list[str]:
     geometry, d = _conv_geometry(_conv_dims(node.shape, w.shape, node.attrs, g.shape[2:]))
     per = _per_chunk(node.op, d)
     image = d["C"] * d["H"] * d["W"]
-    return [f"dx = {out}", *geometry, "wt = {w}.reshape(({O}, {K})).T".format(w=nw, **d),
+    return [f"dx = {out}", *geometry,
             "for t in prange(nt):",
             f"    cols = scratch[t * {per}:t * {per} + {d['K'] * d['P']}]",
             *("    " + line for line in span("s", f"t * {d['N']} // nt", f"(t + 1) * {d['N']} // nt")),
             f"        dx[s * {image}:(s + 1) * {image}] = 0",
-            "        np.dot(wt, {g}[s * {O} * {P}:(s + 1) * {O} * {P}].reshape(({O}, {P})), "
-            "cols.reshape(({K}, {P})))".format(g=ng, **d),
+            "        " + _conv_transpose_product(d, nw, ng),
             *_indent(_col2im(d), "        ")]
 
 
