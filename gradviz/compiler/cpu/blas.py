@@ -8,8 +8,8 @@ of rows of a product, or of a transposed operand, is an offset and a leading dim
 copy.
 
 Trap: `np.dot` inside njit copies a strided operand (a block of rows of X^T in a weight gradient
-X^T @ dY cut by rows: 6% of an MLP step on one thread), and it is heavy to compile: the 8
-`np.dot` calls of an MLP step's module were about 1.2 s of its 2.7 s of compile on one core.
+X^T @ dY cut by rows), and it is heavy to compile: the 8 `np.dot` calls of an MLP step's module
+were about 1.2 s of its 2.7 s of compile on one core.
 A call to an external function is a few instructions; the generated module links the symbol
 (`link_gemm`, as `workers.link_barrier`) when it is imported.
 """

@@ -56,7 +56,8 @@ SHARED_SPLIT_RATIO = 4   # see `splits_shared_axis`
 def _stored(name: str, a: Access, first: str = "0") -> tuple:
     """Operand `a` of a product as blas._gemm reads it: (array, offset of row `first` of the
     operand, leading dimension, transposed). A transposed operand is stored as its transpose,
-    whose row `first` starts at element `first`; a contiguous one row after row."""
+    in which that row is column `first`, starting at element `first`; a contiguous one is
+    stored row after row."""
     rows, cols = a.shape
     if a.transposed and not a.contiguous:
         return name, first, rows, 1
