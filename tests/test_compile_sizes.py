@@ -283,3 +283,29 @@ def test_the_last_partial_batch_splits_what_the_full_batch_split(tmp_path, monke
     (_, (_, big)), (_, (_, small)) = sorted(trainer._steps.items(), reverse=True)
     assert small.plan == big.plan and small.source == big.source
     assert len(list((tmp_path / "kernels").glob("*.py"))) == 1
+
+
+def test_a_last_batch_that_would_split_a_weight_gradient_otherwise_is_the_same_code():
+    """At batch 1024 the MLP's first weight gradient X^T @ dY is split along the batch (1024 >=
+    4 x its 256 columns), and a last batch of 100 would split it by rows. The code holds both
+    forms and makes that test at run time (kernels.splits_shared_axis), so the last batch
+    compiled `like` the full one is the same text, and it computes the serial module's values."""
+    from types import SimpleNamespace
+
+    from gradviz.compiler import _outputs_and_updates, source
+    from gradviz.compiler.bench import step_feeds
+    from gradviz.compiler.cpu.backend import _parallel_units, compile_cpu
+
+    net = build_model("mlp", None, 10)
+    full, last = (build_train_step(net, b, net.input_shape, optimizer=SGD()) for b in (1024, 100))
+    parallel = _parallel_units(cpu_schedule(*_outputs_and_updates(full, None)), 2, False)
+    like = SimpleNamespace(plan=frozenset(i for i, split in parallel.items() if split))
+    text = source(full, threads=2, like=like)
+    assert "its chunks summed" in text and source(last, threads=2, like=like) == text
+    outputs, updates = _outputs_and_updates(last, None)
+    feeds = step_feeds(last, net)
+    want = compile_cpu(outputs, updates, threads=1)({k: np.array(v) for k, v in feeds.items()})
+    runner = compile_cpu(outputs, updates, threads=2, plan=like.plan, guard=False)
+    assert runner.source == text
+    for a, b in zip(want, runner({k: np.array(v) for k, v in feeds.items()})):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

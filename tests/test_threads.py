@@ -127,7 +127,8 @@ def test_a_split_product_gives_the_same_bits_on_one_thread_or_two(monkeypatch):
 def test_a_short_batch_splits_a_weight_gradient_by_rows(monkeypatch):
     """With a batch short against the product's columns, x^T @ dy is split by its rows (a
     strided block of x copied per chunk) instead of along the batch
-    (kernels.splits_shared_axis); one thread runs the same chunks, with the same bits."""
+    (kernels.splits_shared_axis, tested at run time); one thread runs the same chunks, with the
+    same bits."""
     monkeypatch.setattr(backend, "GEMM_PARALLEL_WORK", 1 << 21)
     monkeypatch.setattr(backend, "GEMM_ROWS_PER_THREAD", 64)
     x = gv.var("x", (128, 600), "float32")
@@ -137,8 +138,7 @@ def test_a_short_batch_splits_a_weight_gradient_by_rows(monkeypatch):
     feeds = _feeds([x, w], 3)
     serial = compile_cpu(outputs, threads=1)(feeds)
     f = compile_cpu(outputs, threads=2, guard=False)
-    assert "its chunks summed" not in f.source
-    assert f.source.count("max(0, me * (nc) // workers)") == 2    # x @ w and x^T @ dy
+    assert "if 128 >= 4 * 64:" in f.source   # (the batch split's test, false here)
     two = f(feeds)
     f.threads = 1
     one = f(feeds)

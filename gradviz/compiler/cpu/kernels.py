@@ -106,6 +106,12 @@ def _matmul_parallel(node: Node, args, out: str) -> list[str]:
                               f"lo * {n}")]
 
 
+def _may_split_shared_axis(a: Access, b: Access) -> bool:
+    """Whether a product's operands are a weight gradient's, X^T @ dY: X stored transposed and
+    dY contiguous, so that blocks of the shared axis are blocks of rows of both."""
+    return a.transposed and not a.contiguous and b.contiguous
+
+
 def splits_shared_axis(node: Node, a: Access, b: Access) -> bool:
     """Whether the parallel product splits its shared axis (a weight gradient, X^T @ dY, whose
     stored X and dY are cut into blocks of contiguous rows) instead of the product's rows. Only
@@ -113,9 +119,14 @@ def splits_shared_axis(node: Node, a: Access, b: Access) -> bool:
     partial products (M x N each) on one thread. Measured, the MLP at batch 1024 on two
     threads: 1.72-1.83x over the serial module split along the batch, 1.63-1.68x by rows (and
     on one thread 0.99-1.01x against 0.94-0.95x); at batch 128 with its products split, on one
-    thread, 0.88x with the batch split and 1.00x by rows."""
-    return a.transposed and not a.contiguous and b.contiguous and \
-        a.shape[1] >= SHARED_SPLIT_RATIO * node.shape[1]
+    thread, 0.88x with the batch split and 1.00x by rows. The generated code makes the same
+    test at run time (`_shared_axis_test`), so that the text is the same at every size."""
+    return _may_split_shared_axis(a, b) and a.shape[1] >= SHARED_SPLIT_RATIO * node.shape[1]
+
+
+def _shared_axis_test(node: Node, a: Access) -> str:
+    """`splits_shared_axis` as generated code, for a product whose operands may split it."""
+    return f"if {a.shape[1]} >= {SHARED_SPLIT_RATIO} * {node.shape[1]}:"
 
 
 def _matmul_k_parallel(node: Node, args, out: str) -> list[str]:
@@ -137,27 +148,32 @@ def _matmul_k_parallel(node: Node, args, out: str) -> list[str]:
 
 def _matmul_any_parallel(node: Node, args, out: str) -> list[str]:
     (_, a), (_, b) = args
-    if splits_shared_axis(node, a, b):
-        return _matmul_k_parallel(node, args, out)
-    return _matmul_parallel(node, args, out)
+    if not _may_split_shared_axis(a, b):
+        return _matmul_parallel(node, args, out)
+    # both forms, chosen at run time: a last, shorter batch runs the full batch's code
+    return [_shared_axis_test(node, a),
+            *("    " + line for line in _matmul_k_parallel(node, args, out)),
+            "else:",
+            *("    " + line for line in _matmul_parallel(node, args, out))]
 
 
 def _matmul_join(node: Node, args, out: str) -> list[str]:
     (_, a), (_, b) = args
-    if not splits_shared_axis(node, a, b):
+    if not _may_split_shared_axis(a, b):
         return []
     m, n = node.shape
     k = a.shape[1]
-    return [_chunk_count(k, f"{m} * {n}"),
-            f"{out}[:] = 0",
-            "for t in range(nc):",
-            f"    {out} += scratch[t * {m} * {n}:(t + 1) * {m} * {n}]"]
+    return [_shared_axis_test(node, a),
+            "    " + _chunk_count(k, f"{m} * {n}"),
+            f"    {out}[:] = 0",
+            "    for t in range(nc):",
+            f"        {out} += scratch[t * {m} * {n}:(t + 1) * {m} * {n}]"]
 
 
 def _matmul_chunk_scratch(node: Node, accesses) -> int:
     a, b = accesses
     m, n = node.shape
-    return m * n if splits_shared_axis(node, a, b) else 0
+    return m * n if _may_split_shared_axis(a, b) else 0
 
 
 def _matmul_work(node: Node) -> int:
