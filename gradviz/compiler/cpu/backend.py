@@ -49,10 +49,9 @@ GEMM_ROWS_PER_THREAD = 256     # and rows of its product per thread
 # The thresholds above are for a kernel that must repay handing a part to the threads (`each`,
 # tens of microseconds). Once a module has such a kernel, loops, convolutions and pools down to
 # 1/IN_PART of them are split too: in a part that is handed over anyway, one more split kernel
-# costs a barrier (a few microseconds). (Not products: their split form, a GEMM per chunk and
-# the unsplit call for one thread, doubled the compile of the parts that hold them, and
-# splitting the MLP's products at batch 128 took its cold compile from 1.9 s to 3.0 s for a
-# 1.15x faster step.)
+# costs a barrier (a few microseconds). (Not products: on one thread, a busy machine's case, a
+# product cut in chunks packs its other operand once per chunk; the MLP at batch 128 with its
+# products cut ran 1.40-1.51x faster on two threads but 0.88-0.95x on one: docs/benchmarks.md.)
 IN_PART = 8
 
 PRELUDE = '''"""gradviz generated kernels ({what}). Do not edit: the file name is its content's hash."""
@@ -159,9 +158,7 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
         split = GEMM_SPLIT_MIN if parallel_min is None else \
             max(1, GEMM_SPLIT_MIN * parallel_min // PARALLEL_MIN)
         lines.insert(1, f"GEMM_SPLIT_MIN = {split}\n")
-        lines.insert(1, "from gradviz.compiler.cpu.workers import _after_block, _barrier, "
-                        f"link_barrier  # (workers.py {workers.SOURCE_HASH})\n\n"
-                        "link_barrier()   # (before any part is compiled or loaded)\n")
+        lines.insert(1, _linked_import(workers, "_after_block, _barrier", "link_barrier"))
     for j, group in enumerate(_groups(_units(sched, names, parallel, points), chunk or CHUNK)):
         params = list(dict.fromkeys([*dims, *(p for unit in group for p in unit[0])]))
         if any(unit[2] for unit in group):
@@ -177,9 +174,7 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
                 lines.extend("    " + line for line in unit[1])
         lines.append("")
     if any("_gemm(" in line for line in lines):
-        lines.insert(1, "from gradviz.compiler.cpu.blas import _gemm, link_gemm  "
-                        f"# (blas.py {blas.SOURCE_HASH})\n\n"
-                        "link_gemm()   # (before any part is compiled or loaded)\n")
+        lines.insert(1, _linked_import(blas, "_gemm", "link_gemm"))
     for leaf, node in sched.late_updates:
         calls.append(f"{names[leaf]}[:] = {_value_name(sched, names, node)}")
     arguments = run_arguments(sched, names, points, parallel)
@@ -189,6 +184,15 @@ def _generate(sched: Schedule, dtype: str, threads: int, points: bool, chunk: in
     lines.append(f"\n\ndef run({', '.join(arguments)}):")
     lines.extend(f"    {c}" for c in calls or ["pass"])
     return "\n".join(lines) + "\n"
+
+
+def _linked_import(module, names: str, link: str) -> str:
+    """The generated module's import of `names` from `module` (workers.py, blas.py), which
+    call external symbols, and the call of `link` that defines those symbols. The comment
+    names the file's hash: Numba's cache of the generated module would not notice a change."""
+    file = module.__name__.rsplit(".", 1)[1]
+    return (f"from {module.__name__} import {names}, {link}  # ({file}.py {module.SOURCE_HASH})"
+            f"\n\n{link}()   # (before any part is compiled or loaded)\n")
 
 
 def _units(sched: Schedule, names, parallel_of: dict[int, bool], points: bool) -> list[tuple]:

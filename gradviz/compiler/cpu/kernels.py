@@ -142,7 +142,7 @@ def _matmul_k_parallel(node: Node, args, out: str) -> list[str]:
             "for t in prange(nc):",
             f"    lo = t * {k} // nc",
             f"    hi = (t + 1) * {k} // nc",
-            "    " + gemm(m, n, "hi - lo", (na, f"lo * {m}", m, 1), (nb, f"lo * {n}", n, 0),
+            "    " + gemm(m, n, "hi - lo", (na, f"lo * {m}", m, 1), _stored(nb, b, "lo"),
                           "scratch", f"t * {m} * {n}")]
 
 
@@ -809,11 +809,15 @@ def _loop_header(k: Kernel, sched: Schedule, ops: _Operands, partial, rng: str,
         pad += "    "
         for node, name in (by_row or {}).items() if d == 0 else ():
             row = out_strides[node][0]   # (the outputs of one outer index: a contiguous run)
-            one = row == 1 and not (isinstance(row, Size) and row.symbols)   # (a literal 1)
-            where = "i0" if one else f"i0 * ({row}):(i0 + 1) * ({row})"
+            where = "i0" if row == 1 and not _named(row) else f"i0 * ({row}):(i0 + 1) * ({row})"
             body.append(f"{pad}{name}[{where}] = {_REDUCE_INIT[node.op]}")
     body.append(f"{pad}i = {_unsigned(merged[0], index(merged[0], loops))}")
     return _Loop(pad, loops, strides, out_strides, inner)
+
+
+def _named(size) -> bool:
+    """Whether `size` is written as a formula of named sizes (a runtime value), not a number."""
+    return isinstance(size, Size) and bool(size.symbols)
 
 
 def _unsigned(strides, expression: str) -> str:
@@ -821,7 +825,7 @@ def _unsigned(strides, expression: str) -> str:
     indices, and with a stride LLVM cannot prove positive every access keeps that check, which
     kept the loop from vectorizing (bias + tanh over (64, 6, d_h * d_w): 0.87 ms against 0.32 ms
     with constant sizes, 0.32 ms unsigned). Constant strides keep their code."""
-    if any(isinstance(s, Size) and s.symbols for s in strides):
+    if any(_named(s) for s in strides):
         return f"np.uint64({expression})"
     return expression
 
